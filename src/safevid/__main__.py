@@ -1,0 +1,5 @@
+import sys
+
+from safevid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``safevid`` CLI (see ``safevid.cli``)."""
