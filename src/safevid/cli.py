@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "make-videos": "safevid.commands.make_videos",
     "sample": "safevid.commands.sample",
     "loopback-hub": "safevid.commands.loopback_hub",
+    "serve": "safevid.commands.serve",
 }
 
 

@@ -1,0 +1,286 @@
+"""The backend interface, its configuration, and the `make_backend` factory.
+
+Every backend takes a batch of [`ChatRequest`] and returns a [`GenerationBatch`]: one
+[`ChatResult`] per request, in order, and a [`BatchSummary`]. The shared machinery lives here:
+response cache look-ups and stores, structured-output parsing, progress and summary. A backend
+implements only `_generate(requests, hooks)`, calling ``hooks.finish(i, result)`` as each result
+lands (and ``hooks.retry()`` per retry, for the progress bar).
+A failed request is a result with ``error`` set; nothing a single request does raises out of a batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+from safevid.backends.cache import ResponseCache, request_key
+from safevid.backends.progress import BatchProgress, BatchSummary
+from safevid.backends.structured import StructuredOutputError, parse_structured
+from safevid.backends.types import ChatRequest, ChatResult, RequestError
+
+BackendKind = Literal["openai", "vllm", "transformers"]
+
+DEFAULT_API_KEY_ENV = ("SAFEVID_API_KEY", "OPENAI_API_KEY")
+
+
+@dataclass
+class BackendConfig:
+    """How to reach a model. Only the fields of the chosen ``kind`` matter; unknown keys are an error.
+
+    API keys are never part of the configuration: the OpenAI-compatible backend reads the first set
+    variable among ``api_key_env``, so a config file, manifest or cache entry can never hold one.
+    """
+
+    kind: BackendKind = field(default="openai", metadata={"help": "openai | vllm | transformers"})
+    model: str = field(default="", metadata={"help": "Served model name (openai) or checkpoint path/id."})
+    revision: str | None = field(
+        default=None, metadata={"help": "Checkpoint revision (part of the cache key)."}
+    )
+    # --- OpenAI-compatible HTTP
+    base_url: str | None = field(
+        default=None, metadata={"help": "e.g. http://127.0.0.1:8000/v1; $OPENAI_BASE_URL, else OpenAI's."}
+    )
+    api_key_env: tuple[str, ...] = field(
+        default=DEFAULT_API_KEY_ENV, metadata={"help": "Environment variables searched for the API key."}
+    )
+    http_client: Literal["native", "httpx"] = field(
+        default="native",
+        metadata={
+            "help": "native: lean asyncio HTTP/1.1 (fast); httpx: proxies and gateways it cannot handle."
+        },
+    )
+    max_concurrency: int = field(default=64, metadata={"help": "Requests in flight at once."})
+    timeout_s: float = field(default=120.0, metadata={"help": "Per-attempt timeout in seconds."})
+    max_retries: int = field(default=5, metadata={"help": "Retries on 429/5xx/timeouts/connection errors."})
+    backoff_base_s: float = field(
+        default=0.5, metadata={"help": "First backoff; doubles per retry, full jitter."}
+    )
+    backoff_max_s: float = field(default=30.0, metadata={"help": "Cap of one backoff."})
+    max_retry_after_s: float = field(
+        default=300.0,
+        metadata={"help": "A Retry-After longer than this fails the request instead of waiting."},
+    )
+    video_input: Literal["frames", "video_url"] = field(
+        default="frames",
+        metadata={"help": "Send video as image frames, or as one video_url part (vLLM/SGLang video models)."},
+    )
+    image_format: Literal["jpeg", "png"] = field(
+        default="jpeg", metadata={"help": "Encoding of sent frames."}
+    )
+    structured_outputs: Literal["openai", "vllm", "none"] = field(
+        default="openai",
+        metadata={
+            "help": "How constraints are sent: OpenAI `response_format` (choices not sent), vLLM's "
+            "`structured_outputs` extra body (schemas and choices), or not at all (parse only)."
+        },
+    )
+    extra_body: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra JSON body keys."})
+    # --- response cache
+    cache: bool = field(default=True, metadata={"help": "Serve and store responses in the response cache."})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Cache folder; safevid_home()/cache/responses."}
+    )
+    # --- local engines (vllm, transformers)
+    video_sampling: dict[str, Any] | None = field(
+        default=None, metadata={"help": "VideoSampling fields used when a request gives a video as a path."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped with the checkpoint."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype (auto, bfloat16, float32...)."})
+    device: str | None = field(default=None, metadata={"help": "transformers: device; cuda if available."})
+    batch_size: int = field(default=8, metadata={"help": "transformers: requests per generate() call."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per model replica."})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: fraction of GPU memory."})
+    max_model_len: int | None = field(default=None, metadata={"help": "vllm: context length cap."})
+    limit_mm_per_prompt: dict[str, int] = field(
+        default_factory=lambda: {"video": 1, "image": 8}, metadata={"help": "vllm: media items per prompt."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("openai", "vllm", "transformers"):
+            raise ValueError(f"BackendConfig.kind must be openai, vllm or transformers, got {self.kind!r}")
+        if not self.model:
+            raise ValueError("BackendConfig.model is required (a served model name or a checkpoint path)")
+        if self.max_concurrency < 1 or self.batch_size < 1:
+            raise ValueError("BackendConfig.max_concurrency and batch_size must be >= 1")
+        if self.max_retries < 0 or self.timeout_s <= 0:
+            raise ValueError("BackendConfig.max_retries must be >= 0 and timeout_s > 0")
+        self.api_key_env = (
+            (self.api_key_env,) if isinstance(self.api_key_env, str) else tuple(self.api_key_env)
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackendConfig:
+        """Build from a mapping (a YAML section); unknown keys raise a `ValueError` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown backend config keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**data)
+
+    def api_key(self) -> str | None:
+        """The API key from the first set variable in ``api_key_env`` (never stored on the config)."""
+        for name in self.api_key_env:
+            if value := os.environ.get(name):
+                return value
+        return None
+
+
+class BatchHooks(Protocol):
+    """What a backend reports to the batch while it runs."""
+
+    def finish(self, position: int, result: ChatResult) -> None:
+        """Request ``position`` (in the list given to `_generate`) is done."""
+
+    def retry(self) -> None:
+        """One more retry happened."""
+
+
+@dataclass
+class GenerationBatch(Sequence[ChatResult]):
+    """The results of a batch, in request order, and its summary."""
+
+    results: list[ChatResult]
+    summary: BatchSummary
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.results[index]
+
+    def __iter__(self) -> Iterator[ChatResult]:
+        return iter(self.results)
+
+
+class Backend(ABC):
+    """Base of all backends: cache, structured-output parsing, progress and summary around `_generate`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.cache = ResponseCache(config.cache_dir) if config.cache else None
+
+    def cache_extra(self) -> Any:
+        """Backend settings that change responses and so belong in the cache key."""
+        return None
+
+    def generate(self, requests: Sequence[ChatRequest], *, progress: bool | None = None) -> GenerationBatch:
+        """Run a batch; one result per request, in order. Failed requests carry ``error``."""
+        run = _BatchRun(self, requests, progress)
+        if run.pending:
+            self._generate([requests[i] for i in run.pending], run)
+        return run.close()
+
+    @abstractmethod
+    def _generate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
+        """Generate ``requests``, calling ``hooks.finish(i, result)`` once per request as it completes."""
+
+
+class _BatchRun:
+    """The bookkeeping of one batch: cache hits up front, then each pending request's result."""
+
+    def __init__(self, backend: Backend, requests: Sequence[ChatRequest], progress: bool | None) -> None:
+        self.backend = backend
+        self.requests = list(requests)
+        self.results: list[ChatResult | None] = [None] * len(self.requests)
+        self.progress = BatchProgress(
+            len(self.requests), progress, desc=f"{backend.kind}:{backend.config.model}"
+        )
+        cache = backend.cache
+        self.keys: list[str | None] = [None] * len(self.requests)
+        self.pending: list[int] = []
+        for i, request in enumerate(self.requests):
+            if cache is not None:
+                try:
+                    key = request_key(
+                        backend.kind,
+                        backend.config.model,
+                        backend.config.revision,
+                        request,
+                        backend.cache_extra(),
+                    )
+                except (
+                    OSError,
+                    TypeError,
+                ) as e:  # e.g. a video file that is not there: fails this request only
+                    self._record(
+                        i,
+                        ChatResult(
+                            request.id,
+                            error=RequestError("invalid_request", f"{type(e).__name__}: {e}"),
+                            metadata=request.metadata,
+                        ),
+                    )
+                    continue
+                self.keys[i] = key
+                if (hit := cache.get(key, request)) is not None:
+                    self._record(i, hit)
+                    continue
+            self.pending.append(i)
+
+    def finish(self, position: int, result: ChatResult) -> None:
+        i = self.pending[position]
+        request = self.requests[i]
+        result.request_id, result.metadata = request.id, request.metadata
+        if result.ok and request.structured is not None:
+            _parse_choices(result, request)
+        if result.ok and self.backend.cache is not None and self.keys[i] is not None:
+            self.backend.cache.put(self.keys[i], result)
+        self._record(i, result)
+
+    def _record(self, i: int, result: ChatResult) -> None:
+        if self.results[i] is not None:
+            raise RuntimeError(f"backend reported request {self.requests[i].id} twice")
+        self.results[i] = result
+        self.progress.done(result)
+
+    def retry(self) -> None:
+        self.progress.retry()
+
+    def close(self) -> GenerationBatch:
+        missing = [self.requests[i].id for i, r in enumerate(self.results) if r is None]
+        if missing:
+            raise RuntimeError(f"backend returned no result for requests {missing[:5]}")
+        return GenerationBatch([r for r in self.results if r is not None], self.progress.close())
+
+
+def _parse_choices(result: ChatResult, request: ChatRequest) -> None:
+    assert request.structured is not None
+    for index, choice in enumerate(result.choices):
+        try:
+            choice.parsed = parse_structured(choice.text, request.structured)
+        except StructuredOutputError as e:
+            result.error = RequestError("parse", f"choice {index}: {e}")
+            return
+
+
+def make_backend(config: BackendConfig | dict[str, Any] | None = None, **overrides: Any) -> Backend:
+    """Build a backend from a `BackendConfig` (or a mapping of its fields) plus keyword overrides.
+
+    Example:
+
+    ```python
+    backend = make_backend(kind="openai", model="Qwen/Qwen2.5-VL-7B-Instruct", base_url="http://127.0.0.1:8000/v1")
+    batch = backend.generate([ChatRequest([{"role": "user", "content": "Hi"}])])
+    ```
+    """
+    if isinstance(config, BackendConfig):
+        config = dataclasses.replace(config, **overrides)
+    else:
+        config = BackendConfig.from_dict({**(config or {}), **overrides})
+    if config.kind == "openai":
+        from safevid.backends.openai_http import OpenAIBackend
+
+        return OpenAIBackend(config)
+    if config.kind == "vllm":
+        from safevid.backends.vllm_offline import VLLMBackend
+
+        return VLLMBackend(config)
+    from safevid.backends.transformers_local import TransformersBackend
+
+    return TransformersBackend(config)

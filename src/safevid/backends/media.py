@@ -1,0 +1,110 @@
+"""Media plumbing between safevid's video/image objects and what engines accept.
+
+Over HTTP a video goes either as image frames (``image_url`` parts holding base64 JPEG/PNG) or as
+one ``video_url`` part; sampled frames then travel as ``data:video/jpeg;base64,<f1>,<f2>,...``,
+the frame-list form vLLM's media loader accepts, and a local file as a base64 data URL of its bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_MIME = {"jpeg": "image/jpeg", "png": "image/png"}
+
+
+@dataclass
+class FrameList:
+    """Frames that arrived without a source video (a frame-list data URL): enough of the
+    `SampledVideo` interface for the processors (`frames`, `sampled_fps`) and the cache (`timestamps`)."""
+
+    frames: Any  # torch.uint8, (T, C, H, W)
+    sampled_fps: float
+
+    @property
+    def timestamps(self) -> list[float]:
+        return [i / self.sampled_fps for i in range(len(self.frames))]
+
+
+def is_sampled_video(value: Any) -> bool:
+    """Whether ``value`` is a `safevid.video.SampledVideo` (duck-typed: frames + timestamps)."""
+    return hasattr(value, "frames") and hasattr(value, "timestamps")
+
+
+def sample(source: str | Path, sampling: dict[str, Any] | None) -> Any:
+    """Decode and sample a local video with the shared `VideoSampling` configuration."""
+    from safevid.video import VideoSampling, sample_video
+
+    return sample_video(source, VideoSampling.from_dict(sampling) if sampling else None)
+
+
+def frame_bytes(frame: Any, fmt: str = "jpeg", quality: int = 90) -> bytes:
+    """Encode one (C, H, W) uint8 tensor or a PIL image as JPEG/PNG bytes."""
+    from PIL import Image
+
+    image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame.permute(1, 2, 0).numpy())
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_url(payload: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+def frames_as_image_urls(video: Any, fmt: str = "jpeg") -> list[str]:
+    """One image data URL per sampled frame."""
+    return [data_url(frame_bytes(f, fmt), _MIME[fmt]) for f in video.frames]
+
+
+def frames_as_video_url(video: Any) -> str:
+    """Sampled frames as vLLM's frame-list video data URL (JPEG frames, comma separated)."""
+    frames = ",".join(base64.b64encode(frame_bytes(f, "jpeg")).decode("ascii") for f in video.frames)
+    return f"data:video/jpeg;base64,{frames}"
+
+
+def file_as_data_url(path: str | Path, default_mime: str) -> str:
+    path = Path(path)
+    mime = mimetypes.guess_type(path.name)[0] or default_mime
+    return data_url(path.read_bytes(), mime)
+
+
+def image_url_of(image: Any, fmt: str = "jpeg") -> str:
+    """An ``image_url`` URL for a PIL image, a local path, or an existing URL."""
+    if isinstance(image, (str, Path)):
+        text = str(image)
+        if text.startswith(("http://", "https://", "data:")):
+            return text
+        return file_as_data_url(text.removeprefix("file://"), "image/png")
+    return data_url(frame_bytes(image, fmt), _MIME[fmt])
+
+
+def decode_data_url(url: str) -> tuple[str, bytes | list[bytes]]:
+    """Split a data URL into its MIME type and bytes; a ``video/jpeg`` URL gives one bytes per frame."""
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:") or ";base64" not in header:
+        raise ValueError(f"expected a base64 data URL, got {url[:40]!r}")
+    mime = header[5:].split(";")[0]
+    if mime == "video/jpeg":
+        return mime, [base64.b64decode(frame) for frame in payload.split(",")]
+    return mime, base64.b64decode(payload)
+
+
+def load_image(url: str) -> Any:
+    """A PIL image from a data URL or a local path (``file://`` or plain)."""
+    from PIL import Image
+
+    if url.startswith("data:"):
+        _, payload = decode_data_url(url)
+        assert isinstance(payload, bytes)
+        return Image.open(io.BytesIO(payload)).convert("RGB")
+    if url.startswith(("http://", "https://")):
+        raise ValueError(f"remote media are not fetched by this server: {url[:80]}")
+    return Image.open(url.removeprefix("file://")).convert("RGB")

@@ -1,0 +1,317 @@
+"""The OpenAI-compatible HTTP backend: vLLM serve, SGLang, TGI, OpenAI, or `safevid serve`.
+
+It speaks ``POST {base_url}/chat/completions`` with at most ``max_concurrency`` requests in flight
+on as many keep-alive connections (a transport from `safevid.backends.http11`, created per batch). The retry policy is
+ours and observable: 429, 5xx, timeouts, connection errors and unreadable bodies are retried up to
+``max_retries`` times with exponential backoff and full jitter, a ``Retry-After`` (or
+``retry-after-ms``) header sets the wait instead, and each attempt has a total deadline of
+``timeout_s``. Other 4xx statuses fail at once. The `openai` client is not used for sending: it
+sits on httpx, whose pool overhead capped throughput (see `safevid.backends.http11`), and adds
+its own retry loop and per-request pydantic models; the wire format is the same, and tests drive
+the loopback server with the real `openai` client too.
+
+The API key comes from the environment only (``SAFEVID_API_KEY`` or ``OPENAI_API_KEY`` by default)
+and is redacted from every error message this module produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from safevid.backends import media
+from safevid.backends.base import Backend, BackendConfig, BatchHooks, GenerationBatch, _BatchRun
+from safevid.backends.types import ChatRequest, ChatResult, Choice, RequestError, TokenLogprob, Usage
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = {408, 409, 425, 429}
+
+
+class OpenAIBackend(Backend):
+    """Batched chat completions against an OpenAI-compatible server (see the module docstring)."""
+
+    kind = "openai"
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        base = config.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.url = base.rstrip("/") + "/chat/completions"
+
+    def cache_extra(self) -> Any:
+        # How media and constraints are sent changes what the model sees; the URL does not.
+        c = self.config
+        return {
+            "video_input": c.video_input,
+            "image_format": c.image_format,
+            "structured": c.structured_outputs,
+            "extra_body": c.extra_body,
+        }
+
+    def generate(self, requests: Sequence[ChatRequest], *, progress: bool | None = None) -> GenerationBatch:
+        """Synchronous wrapper of `agenerate` (runs its own event loop, in a thread if one is running)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.agenerate(requests, progress=progress))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self.agenerate(requests, progress=progress)).result()
+
+    async def agenerate(
+        self, requests: Sequence[ChatRequest], *, progress: bool | None = None
+    ) -> GenerationBatch:
+        """Run a batch on the current event loop; one result per request, in order."""
+        run = _BatchRun(self, requests, progress)
+        if run.pending:
+            await self._agenerate([requests[i] for i in run.pending], run)
+        return run.close()
+
+    def _generate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
+        asyncio.run(self._agenerate(requests, hooks))
+
+    async def _agenerate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
+        from safevid.backends.http11 import HttpxTransport, NativeTransport
+
+        c = self.config
+        headers = {"Content-Type": "application/json", "User-Agent": "safevid"}
+        api_key = c.api_key()
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        transport_class = NativeTransport if c.http_client == "native" else HttpxTransport
+        transport = transport_class(self.url, headers, c.max_concurrency)
+        sender = _Sender(self, transport, hooks, api_key)
+        # A fixed pool of workers, not one task per request: memory stays flat on huge batches.
+        pending = iter(enumerate(requests))
+
+        async def worker() -> None:
+            for position, request in pending:
+                hooks.finish(position, await sender.send(request))
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(c.max_concurrency, len(requests)))))
+        finally:
+            await transport.aclose()
+
+    def build_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body of ``request``: wire-format messages, sampling, constraints, extra body."""
+        c, s = self.config, request.sampling
+        body: dict[str, Any] = {
+            "model": c.model,
+            "messages": [self._wire_message(m) for m in request.messages],
+            "max_tokens": s.max_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "n": s.n,
+        }
+        if s.seed is not None:
+            body["seed"] = s.seed
+        if s.stop:
+            body["stop"] = list(s.stop)
+        if s.top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = s.top_logprobs
+        spec = request.structured
+        if spec is not None and c.structured_outputs != "none":
+            if c.structured_outputs == "openai" and spec.json_schema is not None:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": spec.name, "schema": spec.json_schema},
+                }
+            elif c.structured_outputs == "vllm":
+                body["structured_outputs"] = (
+                    {"json": spec.json_schema}
+                    if spec.json_schema is not None
+                    else {"choice": list(spec.choice or ())}
+                )
+        body.update(c.extra_body)
+        return body
+
+    def _wire_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        content = message["content"]
+        if isinstance(content, str):
+            return message
+        parts: list[dict[str, Any]] = []
+        for part in content:
+            kind = part["type"]
+            if kind == "video":
+                parts.extend(self._video_parts(part["video"]))
+            elif kind == "image":
+                parts.append(
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": media.image_url_of(part["image"], self.config.image_format)},
+                    }
+                )
+            else:
+                parts.append(part)
+        return {**message, "content": parts}
+
+    def _video_parts(self, video: Any) -> list[dict[str, Any]]:
+        c = self.config
+        if c.video_input == "video_url":
+            if media.is_sampled_video(video):
+                url = media.frames_as_video_url(video)
+            elif str(video).startswith(("http://", "https://", "data:")):
+                url = str(video)
+            else:
+                url = media.file_as_data_url(str(video).removeprefix("file://"), "video/mp4")
+            return [{"type": "video_url", "video_url": {"url": url}}]
+        if not media.is_sampled_video(video):
+            video = media.sample(str(video).removeprefix("file://"), c.video_sampling)
+        return [
+            {"type": "image_url", "image_url": {"url": url}}
+            for url in media.frames_as_image_urls(video, c.image_format)
+        ]
+
+
+class _Sender:
+    """Sends one request with the retry policy and turns whatever happens into a `ChatResult`."""
+
+    def __init__(
+        self, backend: OpenAIBackend, transport: Any, hooks: BatchHooks, api_key: str | None
+    ) -> None:
+        self.backend, self.transport, self.hooks, self.api_key = backend, transport, hooks, api_key
+        self.config = backend.config
+
+    async def send(self, request: ChatRequest) -> ChatResult:
+        from safevid.backends.http11 import TransportError
+
+        c = self.config
+        try:
+            body = json.dumps(self.backend.build_body(request)).encode()
+        except Exception as e:  # a bad media file or part fails this request, not the batch
+            return self._failed(request, RequestError("invalid_request", f"{type(e).__name__}: {e}"), 0)
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = await _with_deadline(self.transport.post(body), c.timeout_s)
+            except asyncio.TimeoutError:
+                error = RequestError("timeout", f"no complete response within {c.timeout_s}s")
+            except TransportError as e:
+                error = RequestError("connection", str(e))
+            else:
+                if response.status_code == 200:
+                    try:
+                        return _parse_completion(request, response.content, attempt)
+                    except ValueError as e:
+                        error = RequestError("protocol", str(e), 200)
+                else:
+                    error = RequestError("status", _excerpt(response.text), response.status_code)
+                    if not (response.status_code in _RETRYABLE_STATUS or response.status_code >= 500):
+                        return self._failed(request, error, attempt)
+                    retry_after = _retry_after(response.headers)
+            if attempt > c.max_retries:
+                return self._failed(request, error, attempt)
+            if retry_after is not None and retry_after > c.max_retry_after_s:
+                error.message += f" (Retry-After {retry_after:.0f}s exceeds max_retry_after_s)"
+                return self._failed(request, error, attempt)
+            delay = (
+                retry_after
+                if retry_after is not None
+                else _backoff(attempt, c.backoff_base_s, c.backoff_max_s)
+            )
+            logger.debug(
+                "request %s attempt %d failed (%s); retrying in %.3fs",
+                request.id,
+                attempt,
+                error.reason,
+                delay,
+            )
+            self.hooks.retry()
+            await asyncio.sleep(delay)
+
+    def _failed(self, request: ChatRequest, error: RequestError, attempts: int) -> ChatResult:
+        if self.api_key:
+            error.message = error.message.replace(self.api_key, "***")
+        logger.debug("request %s failed after %d attempts: %s", request.id, attempts, error)
+        return ChatResult(request.id, error=error, attempts=attempts)
+
+
+async def _with_deadline(awaitable: Any, seconds: float) -> Any:
+    """``awaitable`` under a deadline; `asyncio.timeout` (3.11+) avoids the extra task of `wait_for`."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+def _backoff(attempt: int, base: float, cap: float) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))] spreads a burst of retries."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait per ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def _parse_completion(request: ChatRequest, content: bytes, attempts: int) -> ChatResult:
+    """A `ChatResult` from a chat-completion body; raises `ValueError` on anything off-protocol."""
+    try:
+        data = json.loads(content)
+    except ValueError as e:
+        raise ValueError(
+            f"response body is not JSON ({e}): {_excerpt(content.decode('utf-8', 'replace'))}"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+        raise ValueError(f"response has no choices: {_excerpt(json.dumps(data)[:200])}")
+    choices = []
+    try:
+        for raw in sorted(data["choices"], key=lambda c: c.get("index", 0)):
+            text = raw["message"].get("content")
+            if not isinstance(text, str):
+                raise ValueError(f"choice {raw.get('index', 0)} has no text content (refusal or tool call?)")
+            logprobs = None
+            if request.sampling.top_logprobs is not None:
+                entries = (raw.get("logprobs") or {}).get("content")
+                if entries is None:
+                    raise ValueError("logprobs were requested but the response has none")
+                logprobs = [
+                    TokenLogprob(
+                        e["token"],
+                        float(e["logprob"]),
+                        [(t["token"], float(t["logprob"])) for t in e.get("top_logprobs") or []],
+                    )
+                    for e in entries
+                ]
+            choices.append(Choice(text, raw.get("finish_reason"), logprobs))
+        usage = data.get("usage") or {}
+        return ChatResult(
+            request.id,
+            choices=choices,
+            usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+            attempts=attempts,
+            model=data.get("model"),
+        )
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"malformed chat completion ({type(e).__name__}: {e})") from None
+
+
+def _excerpt(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

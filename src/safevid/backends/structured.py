@@ -1,0 +1,218 @@
+"""Parse and validate structured outputs: JSON (with a schema) or one of a fixed list of choices.
+
+Constrained decoding is not available everywhere (an OpenAI-compatible server may ignore it, a
+transformers model has none), so every backend runs its text through [`parse_structured`]. It
+extracts JSON from prose or code fences, validates it against the schema, and raises
+[`StructuredOutputError`] when it cannot — the caller records a parse failure, never a blank value.
+
+The validator covers the JSON-schema subset that safevid's prompts use (``type``, ``properties``,
+``required``, ``additionalProperties``, ``items``, ``enum``, ``const``, ``minimum``/``maximum``,
+``minLength``/``maxLength``, ``minItems``/``maxItems``, ``pattern``, ``anyOf``/``oneOf``/``allOf``);
+an unsupported keyword raises rather than passing silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from safevid.backends.types import StructuredOutput
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+# Keywords that only annotate a schema; they never constrain values.
+_ANNOTATIONS = {"title", "description", "$schema", "$id", "default", "examples", "$comment", "format"}
+_CONSTRAINTS = {
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "anyOf",
+    "oneOf",
+    "allOf",
+}
+
+
+class StructuredOutputError(ValueError):
+    """The text does not hold a value that satisfies the structured-output spec."""
+
+
+def parse_structured(text: str, spec: StructuredOutput) -> Any:
+    """Parse ``text`` per ``spec``: the validated JSON value, or the matching choice string.
+
+    Raises:
+        StructuredOutputError: naming what is wrong (no JSON found, schema violation, no choice).
+    """
+    if spec.choice is not None:
+        return parse_choice(text, spec.choice)
+    value = extract_json(text)
+    validate(value, spec.json_schema or {})
+    return value
+
+
+def parse_choice(text: str, choices: tuple[str, ...] | list[str]) -> str:
+    """Return the choice that ``text`` states: an exact match after trimming quotes and punctuation,
+    else the only choice present as a whole word. Ambiguous or absent choices raise."""
+    cleaned = text.strip().strip("\"'`*.").strip()
+    for choice in choices:
+        if cleaned == choice:
+            return choice
+    lowered = {c.lower(): c for c in choices}
+    if cleaned.lower() in lowered:
+        return lowered[cleaned.lower()]
+    found = [c for c in choices if re.search(rf"(?<!\w){re.escape(c)}(?!\w)", text, re.IGNORECASE)]
+    if len(found) == 1:
+        return found[0]
+    what = "several choices" if found else "no choice"
+    raise StructuredOutputError(f"text names {what} of {list(choices)}: {_excerpt(text)}")
+
+
+def extract_json(text: str) -> Any:
+    """The JSON value in ``text``: the whole text, else a fenced block, else the first balanced
+    ``{...}``/``[...]`` that parses."""
+    stripped = text.strip()
+    candidates = [stripped, *(m.group(1).strip() for m in _FENCE.finditer(text))]
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            pass
+    decoder = json.JSONDecoder()
+    for start, char in enumerate(text):
+        if char in "{[":
+            try:
+                value, _ = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                continue
+            return value
+    raise StructuredOutputError(f"no JSON value found in the text: {_excerpt(text)}")
+
+
+def check_schema(schema: Any, path: str = "$") -> None:
+    """Raise `StructuredOutputError` if ``schema`` uses keywords `validate` does not support."""
+    if not isinstance(schema, dict):
+        raise StructuredOutputError(f"schema at {path} must be an object, got {type(schema).__name__}")
+    unknown = set(schema) - _CONSTRAINTS - _ANNOTATIONS
+    if unknown:
+        raise StructuredOutputError(f"schema at {path} uses unsupported keywords {sorted(unknown)}")
+    for key, sub in schema.get("properties", {}).items():
+        check_schema(sub, f"{path}.{key}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            check_schema(schema[key], f"{path}.{key}")
+    for key in ("anyOf", "oneOf", "allOf"):
+        for i, sub in enumerate(schema.get(key, [])):
+            check_schema(sub, f"{path}.{key}[{i}]")
+
+
+def validate(value: Any, schema: dict[str, Any], path: str = "$") -> None:
+    """Validate ``value`` against ``schema`` (the subset in the module docstring).
+
+    Raises:
+        StructuredOutputError: with the JSON path of the first violation.
+    """
+    unknown = set(schema) - _CONSTRAINTS - _ANNOTATIONS
+    if unknown:
+        raise StructuredOutputError(f"schema at {path} uses unsupported keywords {sorted(unknown)}")
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is_type(value, t) for t in types):
+            raise StructuredOutputError(f"{path}: expected {'/'.join(types)}, got {_json_type(value)}")
+    if "const" in schema and value != schema["const"]:
+        raise StructuredOutputError(f"{path}: expected {schema['const']!r}, got {value!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise StructuredOutputError(f"{path}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_bounds(value, schema, path)
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", float("inf")):
+            raise StructuredOutputError(f"{path}: string length {len(value)} out of bounds")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise StructuredOutputError(f"{path}: {value!r} does not match {schema['pattern']!r}")
+    if isinstance(value, dict):
+        _validate_object(value, schema, path)
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", float("inf")):
+            raise StructuredOutputError(f"{path}: array length {len(value)} out of bounds")
+        if isinstance(schema.get("items"), dict):
+            for i, item in enumerate(value):
+                validate(item, schema["items"], f"{path}[{i}]")
+    for sub in schema.get("allOf", []):
+        validate(value, sub, path)
+    if "anyOf" in schema and _count_valid(value, schema["anyOf"], path) == 0:
+        raise StructuredOutputError(f"{path}: matches none of anyOf")
+    if "oneOf" in schema and _count_valid(value, schema["oneOf"], path) != 1:
+        raise StructuredOutputError(f"{path}: must match exactly one of oneOf")
+
+
+def _validate_object(value: dict[str, Any], schema: dict[str, Any], path: str) -> None:
+    properties = schema.get("properties", {})
+    missing = [k for k in schema.get("required", []) if k not in value]
+    if missing:
+        raise StructuredOutputError(f"{path}: missing required keys {missing}")
+    extra = schema.get("additionalProperties", True)
+    for key, item in value.items():
+        if key in properties:
+            validate(item, properties[key], f"{path}.{key}")
+        elif extra is False:
+            raise StructuredOutputError(f"{path}: unexpected key {key!r}")
+        elif isinstance(extra, dict):
+            validate(item, extra, f"{path}.{key}")
+
+
+def _check_bounds(value: float, schema: dict[str, Any], path: str) -> None:
+    if "minimum" in schema and value < schema["minimum"]:
+        raise StructuredOutputError(f"{path}: {value} < minimum {schema['minimum']}")
+    if "maximum" in schema and value > schema["maximum"]:
+        raise StructuredOutputError(f"{path}: {value} > maximum {schema['maximum']}")
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        raise StructuredOutputError(f"{path}: {value} <= exclusiveMinimum {schema['exclusiveMinimum']}")
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        raise StructuredOutputError(f"{path}: {value} >= exclusiveMaximum {schema['exclusiveMaximum']}")
+
+
+def _count_valid(value: Any, schemas: list[dict[str, Any]], path: str) -> int:
+    count = 0
+    for sub in schemas:
+        try:
+            validate(value, sub, path)
+        except StructuredOutputError:
+            continue
+        count += 1
+    return count
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    if name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    expected = {"string": str, "boolean": bool, "object": dict, "array": list, "null": type(None)}
+    if name not in expected:
+        raise StructuredOutputError(f"unsupported schema type {name!r}")
+    return isinstance(value, expected[name])
+
+
+def _json_type(value: Any) -> str:
+    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+        if _is_type(value, name):
+            return name
+    return type(value).__name__
+
+
+def _excerpt(text: str, limit: int = 120) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")

@@ -1,0 +1,257 @@
+"""The transformers backend: batched `generate()` on any checkpoint the Auto classes load.
+
+A checkpoint whose config maps to `AutoModelForImageTextToText` loads with its `AutoProcessor` (video
+LMMs: Qwen2-VL, Qwen2.5-VL, LLaVA-NeXT-Video, LLaVA-OneVision...); any other with
+`AutoModelForCausalLM` + `AutoTokenizer` (text-only requests). Videos go to the processor as
+pre-sampled frames through `safevid.families.video_processor_inputs`, so the processor sees the fps
+they were sampled at; a video given as a path is sampled with the configured `VideoSampling`.
+Requests with equal sampling parameters are batched (``batch_size`` per call, left padding).
+Top log-probabilities come from the raw logits (``output_logits``), as vLLM reports them, not from
+the temperature-warped scores. ``trust_remote_code`` stays off unless the config turns it on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from safevid.backends import media
+from safevid.backends.base import Backend, BackendConfig, BatchHooks
+from safevid.backends.types import ChatRequest, ChatResult, Choice, RequestError, TokenLogprob, Usage
+
+logger = logging.getLogger(__name__)
+
+
+class TransformersBackend(Backend):
+    """Local generation with transformers (see the module docstring). The model loads on first use."""
+
+    kind = "transformers"
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self.model: Any = None
+        self.processor: Any = None  # an AutoProcessor (VLM) or the tokenizer (text LM)
+        self.tokenizer: Any = None
+        self.is_vlm = False
+
+    def load(self) -> None:
+        """Load model and processor (idempotent)."""
+        if self.model is not None:
+            return
+        import torch
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+        c = self.config
+        common = {"revision": c.revision, "trust_remote_code": c.trust_remote_code}
+        model_config = AutoConfig.from_pretrained(c.model, **common)
+        self.is_vlm = model_config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+        device = c.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.is_vlm:
+            self.processor = AutoProcessor.from_pretrained(c.model, **common)
+            self.tokenizer = self.processor.tokenizer
+            model_class: Any = AutoModelForImageTextToText
+        else:
+            self.processor = self.tokenizer = AutoTokenizer.from_pretrained(c.model, **common)
+            model_class = AutoModelForCausalLM
+        # Left padding: generated tokens of every row start at the same position.
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = model_class.from_pretrained(c.model, dtype=c.dtype, **common).to(device).eval()
+        eos = self.model.generation_config.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._eos_ids.add(self.tokenizer.eos_token_id)
+
+    def cache_extra(self) -> Any:
+        return {"video_sampling": self.config.video_sampling, "dtype": self.config.dtype}
+
+    def _generate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
+        self.load()
+        prepared: dict[int, tuple[str, list[Any], list[Any]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                prepared[i] = self.render(request)
+            except Exception as e:  # one bad video or message fails its request, not the batch
+                hooks.finish(
+                    i,
+                    ChatResult(request.id, error=RequestError("invalid_request", f"{type(e).__name__}: {e}")),
+                )
+        groups: dict[Any, list[int]] = {}
+        for i in prepared:
+            groups.setdefault(requests[i].sampling, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.config.batch_size):
+                chunk = indices[start : start + self.config.batch_size]
+                for i, result in zip(
+                    chunk,
+                    self._generate_chunk([requests[i] for i in chunk], [prepared[i] for i in chunk]),
+                    strict=False,
+                ):
+                    hooks.finish(i, result)
+
+    def _generate_chunk(
+        self, requests: list[ChatRequest], prepared: list[tuple[str, list[Any], list[Any]]]
+    ) -> list[ChatResult]:
+        try:
+            return self._run(requests, prepared)
+        except Exception as e:
+            if len(requests) == 1:
+                logger.warning("generation failed for request %s: %s", requests[0].id, e)
+                return [ChatResult(requests[0].id, error=RequestError("backend", f"{type(e).__name__}: {e}"))]
+            # Isolate the culprit: run the chunk's requests one by one.
+            return [self._generate_chunk([r], [p])[0] for r, p in zip(requests, prepared, strict=True)]
+
+    def render(self, request: ChatRequest) -> tuple[str, list[Any], list[Any]]:
+        """The prompt text, images and videos of a request, in placeholder order."""
+        images: list[Any] = []
+        videos: list[Any] = []
+        template_messages = []
+        for message in request.messages:
+            content = message["content"]
+            if isinstance(content, str):
+                template_messages.append(
+                    {"role": message["role"], "content": [{"type": "text", "text": content}]}
+                )
+                continue
+            parts = []
+            for part in content:
+                kind = part["type"]
+                if kind == "text":
+                    parts.append({"type": "text", "text": part["text"]})
+                elif kind in ("video", "video_url"):
+                    videos.append(self._video(part[kind]))
+                    parts.append({"type": "video"})
+                elif kind in ("image", "image_url"):
+                    images.append(self._image(part[kind]))
+                    parts.append({"type": "image"})
+            template_messages.append({"role": message["role"], "content": parts})
+        if (images or videos) and not self.is_vlm:
+            raise ValueError(
+                f"{self.config.model} is a text-only model; request {request.id} carries images or video"
+            )
+        if not self.is_vlm:  # text tokenizers' templates expect string content
+            template_messages = [
+                {"role": m["role"], "content": "".join(p["text"] for p in m["content"])}
+                for m in template_messages
+            ]
+        if getattr(self.processor, "chat_template", None) is None:
+            raise ValueError(f"{self.config.model} has no chat template; pass a checkpoint with one")
+        prompt = self.processor.apply_chat_template(
+            template_messages, add_generation_prompt=True, tokenize=False
+        )
+        return prompt, images, videos
+
+    def _video(self, video: Any) -> Any:
+        if isinstance(video, dict):  # a wire-format {"url": ...}
+            video = video["url"]
+        if media.is_sampled_video(video):
+            return video
+        if str(video).startswith(("http://", "https://", "data:")):
+            raise ValueError("the transformers backend takes sampled frames or a local video path, not a URL")
+        return media.sample(str(video).removeprefix("file://"), self.config.video_sampling)
+
+    @staticmethod
+    def _image(image: Any) -> Any:
+        if isinstance(image, dict):
+            image = image["url"]
+        return media.load_image(str(image)) if isinstance(image, str) else image
+
+    def _run(
+        self, requests: list[ChatRequest], prepared: list[tuple[str, list[Any], list[Any]]]
+    ) -> list[ChatResult]:
+        import torch
+
+        sampling = requests[0].sampling
+        prompts = [p for p, _, _ in prepared]
+        images = [img for _, imgs, _ in prepared for img in imgs]
+        videos = [vid for _, _, vids in prepared for vid in vids]
+        if self.is_vlm:
+            from safevid.families import video_processor_inputs
+
+            kwargs: dict[str, Any] = video_processor_inputs(self.processor, videos) if videos else {}
+            if images:
+                kwargs["images"] = images
+            inputs = self.processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
+        else:
+            inputs = self.tokenizer(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
+        inputs = inputs.to(self.model.device)
+        want_logprobs = sampling.top_logprobs is not None
+        generate_kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "do_sample": sampling.temperature > 0,
+            "num_return_sequences": sampling.n,
+            "return_dict_in_generate": True,
+            "output_logits": want_logprobs,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sampling.temperature > 0:
+            generate_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        if sampling.stop:
+            generate_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **generate_kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        generated = output.sequences[:, prompt_len:].tolist()
+        logprobs = None
+        if want_logprobs:
+            logprobs = torch.stack(output.logits, dim=1).float().log_softmax(dim=-1)  # (rows, steps, vocab)
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        results = []
+        for r, request in enumerate(requests):
+            choices, completion_tokens = [], 0
+            for k in range(sampling.n):
+                row = r * sampling.n + k
+                choice, used = self._choice(
+                    generated[row], None if logprobs is None else logprobs[row], sampling
+                )
+                choices.append(choice)
+                completion_tokens += used
+            results.append(
+                ChatResult(
+                    request.id,
+                    choices=choices,
+                    usage=Usage(int(prompt_tokens[r]), completion_tokens),
+                    attempts=1,
+                    model=self.config.model,
+                )
+            )
+        return results
+
+    def _choice(self, tokens: list[int], logprobs: Any, sampling: Any) -> tuple[Choice, int]:
+        """Text, finish reason and logprobs of one generated row; also its generated-token count."""
+        length = next((i for i, t in enumerate(tokens) if t in self._eos_ids), None)
+        finish = "stop" if length is not None else "length"
+        kept = tokens[: length if length is not None else len(tokens)]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        for stop in sampling.stop:  # OpenAI semantics: the stop string is not part of the text
+            if stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        token_logprobs = None
+        if logprobs is not None:
+            k = sampling.top_logprobs or 0
+            token_logprobs = []
+            for step, token in enumerate(kept):
+                top = logprobs[step].topk(k) if k else None
+                token_logprobs.append(
+                    TokenLogprob(
+                        self.tokenizer.decode([token]),
+                        float(logprobs[step, token]),
+                        []
+                        if top is None
+                        else [
+                            (self.tokenizer.decode([int(i)]), float(v))
+                            for v, i in zip(top.values, top.indices, strict=True)
+                        ],
+                    )
+                )
+        used = len(kept) + (length is not None)
+        return Choice(text, finish, token_logprobs), used
