@@ -1,0 +1,165 @@
+"""`sample_video` and `probe_video`: the entry points of `safevid.video`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from safevid.video.decoders import Decoder, open_decoder
+from safevid.video.errors import VideoDecodeError
+from safevid.video.sampled import SampledVideo, VideoProbe
+from safevid.video.sampling import VideoSampling, segment_centres, target_size
+from safevid.video.sources import VideoSource, resolve_source
+
+
+def sample_video(
+    source: Any, sampling: VideoSampling | None = None, *, frames_fps: float | None = None
+) -> SampledVideo:
+    """Sample frames from a video at uniformly spaced timestamps, seeking to each one.
+
+    The stream ``[start, end)`` is cut into ``n`` equal segments and the frame on screen at each
+    segment's centre is decoded (see `VideoSampling` for ``n``). Only the groups of pictures
+    around those timestamps are decoded, never the whole stream, unless every frame is needed.
+
+    Args:
+        source:
+            A path (``str``/``Path``), encoded ``bytes``, a ``datasets`` ``Video`` value (a
+            ``torchcodec.decoders.VideoDecoder``, or the ``{"path": ..., "bytes": ...}`` dict of
+            ``Video(decode=False)``), or decoded frames (list / NumPy array / tensor, uint8,
+            (T, H, W, C) or (T, C, H, W)).
+        sampling (`VideoSampling`, *optional*):
+            How to sample; defaults to ``VideoSampling()`` (8 frames, torchcodec, exact seeks).
+        frames_fps (`float`, *optional*):
+            Frame rate of a frames `source` (ignored for files), defaults to 24.0, the rate
+            transformers assumes for videos without metadata.
+
+    Returns:
+        `SampledVideo`: frames (uint8 (T, C, H, W)) and their metadata.
+
+    Raises:
+        VideoDecodeError: the source is missing, empty, not a video, corrupt, uses an
+            unsupported codec, has fewer than ``sampling.min_frames`` frames, or took longer
+            than ``sampling.timeout_s``. The message names the source and the cause.
+    """
+    sampling = sampling or VideoSampling()
+    resolved = resolve_source(source, frames_fps)
+    if _needs_worker(resolved, sampling):
+        from safevid.video.worker import run_with_timeout
+
+        assert sampling.timeout_s is not None
+        return run_with_timeout("sample_resolved", (resolved, sampling), sampling.timeout_s, resolved.name)
+    return sample_resolved(resolved, sampling)
+
+
+def probe_video(source: Any, sampling: VideoSampling | None = None) -> VideoProbe:
+    """Duration, frame rate, size (after rotation), frame count and codec, without decoding frames.
+
+    Uses ``sampling``'s backend, seek mode and timeout (defaults: torchcodec, exact, none). With
+    ``seek_mode="exact"`` the packet index is read (demuxing, no decoding) for exact counts. The
+    PyAV backend decodes the first frame, where PyAV exposes the display rotation.
+
+    Raises:
+        VideoDecodeError: as `sample_video`.
+    """
+    sampling = sampling or VideoSampling()
+    resolved = resolve_source(source)
+    if _needs_worker(resolved, sampling):
+        from safevid.video.worker import run_with_timeout
+
+        assert sampling.timeout_s is not None
+        return run_with_timeout("probe_resolved", (resolved, sampling), sampling.timeout_s, resolved.name)
+    return probe_resolved(resolved, sampling)
+
+
+def _needs_worker(source: VideoSource, sampling: VideoSampling) -> bool:
+    if source.frames is not None:
+        return False  # nothing to decode
+    if sampling.timeout_s is None:
+        if not source.regular_file:
+            raise VideoDecodeError(
+                source.name,
+                "not a regular file (a pipe or device can block forever); set VideoSampling.timeout_s "
+                "to read it in a worker process that is killed on timeout",
+            )
+        return False
+    # An already-open decoder cannot cross a process boundary; it was opened by the caller
+    # (datasets) already, so it is read in-process.
+    return source.portable
+
+
+def probe_resolved(source: VideoSource, sampling: VideoSampling) -> VideoProbe:
+    """`probe_video` on a resolved source, in this process."""
+    decoder = open_decoder(source, sampling.backend, sampling.seek_mode)
+    try:
+        info = decoder.info
+        return VideoProbe(
+            duration=info.duration,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            num_frames=info.num_frames,
+            codec=info.codec,
+            rotation=info.rotation,
+            start=info.start,
+        )
+    finally:
+        decoder.close()
+
+
+def sample_resolved(source: VideoSource, sampling: VideoSampling) -> SampledVideo:
+    """`sample_video` on a resolved source, in this process."""
+    decoder = open_decoder(source, sampling.backend, sampling.seek_mode)
+    try:
+        return _sample(decoder, sampling)
+    finally:
+        decoder.close()
+
+
+def _sample(decoder: Decoder, sampling: VideoSampling) -> SampledVideo:
+    info = decoder.info
+    requested = sampling.frame_count(info.duration)
+    fallback = None
+    if requested >= info.num_frames:
+        # Every frame is wanted: one sequential pass is cheaper than seeking to each.
+        frames, times = decoder.all_frames()
+        fallback = "all_frames" if requested > len(times) else None
+    else:
+        frames, times = decoder.frames_at(segment_centres(info.start, info.end, requested))
+        keep = [i for i, t in enumerate(times) if i == 0 or t > times[i - 1]]
+        if len(keep) < len(times):
+            # Two timestamps fell on one long-lasting frame (variable frame rate): keep it once.
+            frames, times = frames[keep], [times[i] for i in keep]
+            fallback = "dropped_duplicates"
+    if len(times) < sampling.min_frames:
+        raise VideoDecodeError(
+            decoder.name,
+            f"only {len(times)} distinct frame(s) available, fewer than min_frames={sampling.min_frames}",
+        )
+    width, height = target_size(info.width, info.height, sampling.max_pixels)
+    if (width, height) != (info.width, info.height):
+        frames = _resize(frames, height, width)
+    last = info.num_frames - 1
+    return SampledVideo(
+        frames=frames,
+        timestamps=times,
+        indices=[min(last, max(0, round((t - info.start) * info.fps))) for t in times],
+        source_fps=info.fps,
+        duration=info.duration,
+        width=info.width,
+        height=info.height,
+        num_source_frames=info.num_frames,
+        backend=decoder.backend,
+        codec=info.codec,
+        rotation=info.rotation,
+        requested_frames=requested,
+        fallback=fallback,
+        sampling=sampling,
+        source=decoder.name,
+    )
+
+
+def _resize(frames: Any, height: int, width: int) -> Any:
+    # One resize after decoding, identical for every backend and input type, so the pixel
+    # budget never makes two backends disagree; it touches only the T sampled frames.
+    from torchvision.transforms.v2 import functional
+
+    return functional.resize(frames, [height, width], antialias=True)

@@ -1,0 +1,419 @@
+"""Decoder backends: torchcodec, PyAV, and already-decoded frames, behind one small interface.
+
+Each backend opens a `VideoSource`, reports a `StreamInfo` (sizes after rotation), and returns
+the frames *played at* given timestamps (the last frame whose presentation time is at or before
+the timestamp) by seeking to the keyframe before each one, never by decoding the whole stream.
+Both file backends apply the container's display rotation the same way (counter-clockwise, as
+FFmpeg's display matrix says), convert to RGB with FFmpeg's swscale, and return uint8
+(T, C, H, W) tensors, so the same file gives the same frames from either.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from safevid.video.errors import VideoDecodeError
+from safevid.video.sources import VideoSource
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a backend knows about the video stream before decoding any frame.
+
+    Attributes:
+        codec (`str`): FFmpeg codec name (``"h264"``...), ``"raw"`` for frame arrays.
+        width (`int`), height (`int`): frame size after display rotation.
+        rotation (`int`): display rotation applied, degrees counter-clockwise.
+        start (`float`), end (`float`): seconds; first frame's time and last frame's end.
+        num_frames (`int`): frames in the stream.
+        fps (`float`): average frame rate (``num_frames / duration`` after an exact scan).
+    """
+
+    codec: str
+    width: int
+    height: int
+    rotation: int
+    start: float
+    end: float
+    num_frames: int
+    fps: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class Decoder(Protocol):
+    """An open video, ready to return frames."""
+
+    name: str
+    backend: str
+    info: StreamInfo
+
+    def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
+        """Frames played at the ascending `timestamps` (uint8 (T, C, H, W)) and their times."""
+        ...
+
+    def all_frames(self) -> tuple[torch.Tensor, list[float]]:
+        """Every frame and its time."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_decoder(source: VideoSource, backend: str, seek_mode: str) -> Decoder:
+    """Open `source` with `backend`; any failure becomes a `VideoDecodeError` naming the cause."""
+    if source.frames is not None:
+        return FrameArrayDecoder(source)
+    if source.decoder is not None:
+        if backend != "torchcodec":
+            raise VideoDecodeError(
+                source.name,
+                f"an open torchcodec VideoDecoder cannot be read with backend={backend!r}; pass its "
+                "path or bytes instead",
+            )
+        return TorchCodecDecoder(source, seek_mode)
+    if backend == "torchcodec":
+        return TorchCodecDecoder(source, seek_mode)
+    if backend == "pyav":
+        return PyAVDecoder(source, seek_mode)
+    raise ValueError(f"Unknown backend {backend!r}.")
+
+
+class TorchCodecDecoder:
+    """torchcodec's `VideoDecoder` (system FFmpeg); batched, seeking `get_frames_played_at`."""
+
+    backend = "torchcodec"
+
+    def __init__(self, source: VideoSource, seek_mode: str):
+        self.name = source.name
+        if source.decoder is not None:
+            self._decoder = source.decoder
+        else:
+            from torchcodec.decoders import VideoDecoder
+
+            try:
+                # One FFmpeg thread: frame threading delays every seek by the thread count, and
+                # data pipelines run many decoders in parallel anyway (measured in the benchmark).
+                self._decoder = VideoDecoder(
+                    source.path if source.path is not None else source.data,
+                    seek_mode=seek_mode,
+                    num_ffmpeg_threads=1,
+                )
+            except Exception as error:
+                raise VideoDecodeError(self.name, diagnose(source, error)) from None
+        meta = self._decoder.metadata
+        num_frames = meta.num_frames or 0
+        start = float(meta.begin_stream_seconds or 0.0)
+        end = float(meta.end_stream_seconds or 0.0)
+        if num_frames < 1 or end <= start or not meta.width or not meta.height:
+            raise VideoDecodeError(self.name, "the video stream has no frames")
+        self.info = StreamInfo(
+            codec=meta.codec or "unknown",
+            width=int(meta.width),
+            height=int(meta.height),
+            rotation=int(meta.rotation or 0),
+            start=start,
+            end=end,
+            num_frames=int(num_frames),
+            fps=float(meta.average_fps or num_frames / (end - start)),
+        )
+
+    def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
+        try:
+            batch = self._decoder.get_frames_played_at(timestamps)
+        except Exception as error:
+            raise VideoDecodeError(self.name, clean_cause(error)) from None
+        return batch.data, [float(t) for t in batch.pts_seconds.tolist()]
+
+    def all_frames(self) -> tuple[torch.Tensor, list[float]]:
+        try:
+            batch = self._decoder.get_frames_played_in_range(self.info.start, self.info.end)
+        except Exception as error:
+            raise VideoDecodeError(self.name, clean_cause(error)) from None
+        return batch.data, [float(t) for t in batch.pts_seconds.tolist()]
+
+    def close(self) -> None:
+        # torchcodec frees its FFmpeg context when the decoder is garbage-collected.
+        self._decoder = None
+
+
+class PyAVDecoder:
+    """PyAV (its own bundled FFmpeg): seek to the keyframe before each timestamp, decode forward.
+
+    In ``"exact"`` mode the packet index is read first (demuxing only), which gives the exact
+    frame count, end time and keyframe positions, so consecutive timestamps inside one group
+    of pictures are decoded without a second seek.
+    """
+
+    backend = "pyav"
+
+    def __init__(self, source: VideoSource, seek_mode: str):
+        import av
+
+        self.name = source.name
+        try:
+            self._container = av.open(source.path if source.path is not None else io.BytesIO(source.data))
+        except Exception as error:
+            raise VideoDecodeError(self.name, clean_cause(error)) from None
+        try:
+            self._open_stream(av, seek_mode)
+        except VideoDecodeError:
+            self._container.close()
+            raise
+        except Exception as error:
+            self._container.close()
+            raise VideoDecodeError(self.name, clean_cause(error)) from None
+
+    def _open_stream(self, av: Any, seek_mode: str) -> None:
+        if not self._container.streams.video:
+            raise VideoDecodeError(self.name, _no_video_cause(self._container))
+        stream = self._container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoDecodeError(
+                self.name,
+                f"unsupported codec: FFmpeg {av.ffmpeg_version_info} has no decoder for video stream {stream.index}",
+            )
+        stream.thread_type = "SLICE"  # frame threading would delay each seek, as for torchcodec
+        self._stream, self._time_base = stream, stream.time_base
+        self._keyframes: list[float] | None = None
+        if seek_mode == "exact":
+            start, end, num_frames = self._scan()
+        else:
+            start, end, num_frames = self._header_timing()
+            self._keyframes = self._index_keyframes()
+        # The display rotation lives in frame side data in PyAV; the first frame carries it.
+        first = self._decode_first()
+        rotation = int(first.rotation or 0)
+        width, height = (first.height, first.width) if rotation % 180 else (first.width, first.height)
+        if num_frames < 1 or end <= start:
+            raise VideoDecodeError(self.name, "the video stream has no frames")
+        self.info = StreamInfo(
+            codec=stream.codec_context.name,
+            width=width,
+            height=height,
+            rotation=rotation,
+            start=start,
+            end=end,
+            num_frames=num_frames,
+            fps=num_frames / (end - start)
+            if seek_mode == "exact"
+            else float(stream.average_rate or stream.guessed_rate or num_frames / (end - start)),
+        )
+        self._reset()
+
+    def _scan(self) -> tuple[float, float, int]:
+        pts_list: list[int] = []
+        end = 0
+        keyframes: list[float] = []
+        for packet in self._container.demux(self._stream):
+            if packet.pts is None:  # the demuxer's final flush packet
+                continue
+            pts_list.append(packet.pts)
+            end = max(end, packet.pts + (packet.duration or 0))
+            if packet.is_keyframe:
+                keyframes.append(float(packet.pts * self._time_base))
+        if not pts_list:
+            raise VideoDecodeError(self.name, "the video stream has no frames")
+        self._keyframes = sorted(keyframes)
+        start = min(pts_list)
+        return float(start * self._time_base), float(max(end, max(pts_list)) * self._time_base), len(pts_list)
+
+    def _header_timing(self) -> tuple[float, float, int]:
+        stream = self._stream
+        start = float(stream.start_time * self._time_base) if stream.start_time is not None else 0.0
+        if stream.duration:
+            duration = float(stream.duration * self._time_base)
+        elif self._container.duration:
+            duration = self._container.duration / 1_000_000
+        else:
+            raise VideoDecodeError(self.name, "the container header has no duration; use seek_mode='exact'")
+        rate = float(stream.average_rate or stream.guessed_rate or 0)
+        num_frames = stream.frames or round(duration * rate)
+        return start, start + duration, num_frames
+
+    def _index_keyframes(self) -> list[float] | None:
+        # MP4 sample tables and Matroska cues list keyframes without a scan.
+        entries = [e for e in self._stream.index_entries if e.flags & 1]
+        return sorted(float(e.timestamp * self._time_base) for e in entries) or None
+
+    def _decode_first(self) -> Any:
+        self._seek(0.0 if self._keyframes is None else self._keyframes[0])
+        for frame in self._frames:
+            return frame
+        raise VideoDecodeError(self.name, "no frame could be decoded")
+
+    def _reset(self) -> None:
+        self._frames: Any = None
+        self._last: Any = None  # last frame returned by the iterator (time <= last target)
+        self._ahead: Any = None  # a frame read past the last target, kept for the next one
+
+    def _seek(self, seconds: float) -> None:
+        self._container.seek(int(seconds / self._time_base), stream=self._stream, backward=True)
+        self._frames = self._container.decode(self._stream)
+        self._last = self._ahead = None
+
+    def _time(self, frame: Any) -> float:
+        if frame.pts is None:
+            raise VideoDecodeError(self.name, "a decoded frame has no timestamp")
+        return float(frame.pts * self._time_base)
+
+    def _must_seek(self, t: float) -> bool:
+        if self._frames is None:
+            return True
+        position = self._ahead if self._ahead is not None else self._last
+        if position is None:
+            return True
+        if t < self._time(position):
+            return True
+        if self._keyframes is None:
+            return True
+        # Seek only when a keyframe lies between here and the target: decoding forward to it
+        # would cost more than jumping.
+        return any(self._time(position) < k <= t for k in self._keyframes)
+
+    def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
+        picked: list[Any] = []
+        try:
+            for t in timestamps:
+                if self._must_seek(t):
+                    self._seek(t)
+                picked.append(self._frame_played_at(t))
+        except VideoDecodeError:
+            raise
+        except Exception as error:
+            raise VideoDecodeError(self.name, clean_cause(error)) from None
+        return self._to_tensor(picked), [self._time(f) for f in picked]
+
+    def _frame_played_at(self, t: float) -> Any:
+        candidate = self._last
+        while True:
+            frame = self._ahead if self._ahead is not None else next(self._frames, None)
+            self._ahead = None
+            if frame is None:
+                break  # end of stream: the last frame stays on screen
+            if self._time(frame) > t + 1e-9:
+                self._ahead = frame
+                break
+            candidate = frame
+        self._last = candidate
+        chosen = candidate if candidate is not None else self._ahead
+        if chosen is None:
+            raise VideoDecodeError(self.name, f"no frame could be decoded at {t:.3f} s")
+        return chosen
+
+    def all_frames(self) -> tuple[torch.Tensor, list[float]]:
+        try:
+            self._seek(self.info.start)
+            frames = list(self._frames)
+        except Exception as error:
+            raise VideoDecodeError(self.name, clean_cause(error)) from None
+        finally:
+            self._reset()
+        frames.sort(key=self._time)
+        return self._to_tensor(frames), [self._time(f) for f in frames]
+
+    def _to_tensor(self, frames: list[Any]) -> torch.Tensor:
+        import numpy as np
+        import torch
+
+        turns = (self.info.rotation // 90) % 4
+        # np.rot90 turns counter-clockwise, the display matrix's direction (as torchcodec does).
+        arrays = [np.rot90(f.to_ndarray(format="rgb24"), k=turns) for f in frames]
+        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2).contiguous()
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class FrameArrayDecoder:
+    """Already-decoded frames at a known rate: frame ``i`` is on screen during ``[i/fps, (i+1)/fps)``."""
+
+    backend = "frames"
+
+    def __init__(self, source: VideoSource):
+        self.name = source.name
+        self._frames = source.frames
+        count, _, height, width = self._frames.shape
+        self.info = StreamInfo(
+            codec="raw",
+            width=int(width),
+            height=int(height),
+            rotation=0,
+            start=0.0,
+            end=count / source.frames_fps,
+            num_frames=int(count),
+            fps=source.frames_fps,
+        )
+
+    def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
+        fps, last = self.info.fps, self.info.num_frames - 1
+        indices = [min(last, max(0, int(t * fps + 1e-9))) for t in timestamps]
+        return self._frames[indices], [i / fps for i in indices]
+
+    def all_frames(self) -> tuple[torch.Tensor, list[float]]:
+        return self._frames, [i / self.info.fps for i in range(self.info.num_frames)]
+
+    def close(self) -> None:
+        self._frames = None
+
+
+_LOCATION = re.compile(r"^[\w:]+, \S+\.(?:cpp|h):\d+, ")
+_ERRNO = re.compile(r"^\[Errno -?\d+\] ")
+_QUOTED_PATH = re.compile(r"(: |: Could not open input file: )?'?/\S*'?$")
+
+
+def clean_cause(error: BaseException) -> str:
+    """A one-line cause from a decoder exception.
+
+    Drops what the reader cannot use: C++ source locations, errno numbers, the path repeated
+    (the error names the source already) and bug-report boilerplate.
+    """
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = _ERRNO.sub("", _LOCATION.sub("", text)).strip()
+    text = text.replace("Could not open input file: ", "").strip()
+    if text.startswith("/") or text.startswith("'/"):
+        # torchcodec puts the path first: "Could not open input file: /x.mp4 Invalid data ..."
+        text = text.split(" ", 1)[1] if " " in text else text
+    text = _QUOTED_PATH.sub("", text).strip(" :")
+    if text.lower().startswith("invalid data found when processing input"):
+        return "not a readable video container (corrupt, truncated, or not a video at all)"
+    return text or type(error).__name__
+
+
+def _no_video_cause(container: Any) -> str:
+    streams = ", ".join(
+        f"{s.type}/{s.codec_context.name if s.codec_context is not None else 'unknown'}"
+        for s in container.streams
+    )
+    if not streams:
+        return "no streams found (corrupt or truncated container index)"
+    return f"no video stream (streams: {streams})"
+
+
+def diagnose(source: VideoSource, error: BaseException) -> str:
+    """Why torchcodec refused a file, found by inspecting it with PyAV (demuxing only).
+
+    torchcodec reports an audio-only file and an unknown codec the same way ("best video stream
+    is unknown"); a look at the streams tells them apart. Runs on the error path only.
+    """
+    import av
+
+    cause = clean_cause(error)
+    try:
+        with av.open(source.path if source.path is not None else io.BytesIO(source.data)) as container:
+            if not container.streams.video:
+                return _no_video_cause(container)
+            stream = container.streams.video[0]
+            if stream.codec_context is None:
+                return f"unsupported codec: no FFmpeg decoder for video stream {stream.index}"
+            # PyAV ships its own FFmpeg, which may decode what the system's cannot.
+            return f"{cause} (PyAV can read its {stream.codec_context.name} stream: try backend='pyav')"
+    except Exception as inspection_error:
+        return clean_cause(inspection_error)

@@ -1,0 +1,155 @@
+"""`VideoSampling`, the one sampling configuration, and the arithmetic it implies.
+
+Data build, training and evaluation all sample video through one `VideoSampling`, stored with
+every dataset row (``to_dict``), so the frames a model is trained on and evaluated on are chosen
+the same way. Planning is pure arithmetic (no decoder), so it is unit-testable and identical for
+every backend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+BACKENDS = ("torchcodec", "pyav")
+SEEK_MODES = ("exact", "approximate")
+DEFAULT_NUM_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class VideoSampling:
+    """How to turn a video into frames.
+
+    Frames are taken at uniformly spaced timestamps, the centres of ``n`` equal segments of the
+    stream, found by seeking rather than by decoding the whole stream. ``n`` is `num_frames`, or
+    ``floor(duration * fps)`` in fps mode (at least 1), then capped by `max_frames`. A video with
+    fewer frames than ``n`` gives all its frames, never duplicates, and says so in the sampled
+    metadata (``fallback``); fewer than `min_frames` is an error.
+
+    Args:
+        num_frames (`int`, *optional*):
+            Frames per video. Exactly one of `num_frames` and `fps` is set; when neither is
+            given, ``num_frames`` is 8.
+        fps (`float`, *optional*):
+            Target frames per second of video time instead of a fixed count.
+        max_frames (`int`, *optional*):
+            Cap on the frame count in fps mode (``None``: no cap). Must be at least `num_frames`.
+        min_frames (`int`, defaults to 1):
+            Fewer available frames than this is a `VideoDecodeError`.
+        max_pixels (`int`, *optional*):
+            Pixel budget per frame: larger frames are scaled down, keeping the aspect ratio,
+            to even width and height whose product is at most `max_pixels`. Never upscales.
+        backend (`str`, defaults to `"torchcodec"`):
+            ``"torchcodec"`` (decodes with the system FFmpeg) or ``"pyav"`` (PyAV's bundled FFmpeg).
+        seek_mode (`str`, defaults to `"exact"`):
+            ``"exact"`` reads the packet index first (demuxing only, no decoding) so durations,
+            frame counts and seeks are exact, also for variable frame rate; ``"approximate"``
+            trusts the container header: faster to open, wrong on files with lying headers.
+        timeout_s (`float`, *optional*):
+            Bound on the wall time of one decode. When set, decoding runs in a separate worker
+            process that is killed on timeout, so a hostile file (or a pipe that never delivers
+            data) cannot hang the caller. See `safevid.video.worker` for the overhead.
+    """
+
+    num_frames: int | None = field(
+        default=None, metadata={"help": "Frames per video (default 8 unless `fps` is set)."}
+    )
+    fps: float | None = field(default=None, metadata={"help": "Target frames per second instead of a count."})
+    max_frames: int | None = field(default=None, metadata={"help": "Cap on the frame count in fps mode."})
+    min_frames: int = field(default=1, metadata={"help": "Fewer available frames than this is an error."})
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Pixel budget per frame; larger frames are downscaled."}
+    )
+    backend: str = field(default="torchcodec", metadata={"help": "Decoder: 'torchcodec' or 'pyav'."})
+    seek_mode: str = field(default="exact", metadata={"help": "'exact' (scan the index) or 'approximate'."})
+    timeout_s: float | None = field(
+        default=None, metadata={"help": "Kill a decode after this many seconds (runs in a worker process)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.num_frames is not None and self.fps is not None:
+            raise ValueError(
+                f"Set exactly one of num_frames and fps, got num_frames={self.num_frames}, fps={self.fps}."
+            )
+        if self.num_frames is None and self.fps is None:
+            object.__setattr__(self, "num_frames", DEFAULT_NUM_FRAMES)
+        if self.num_frames is not None and (isinstance(self.num_frames, bool) or self.num_frames < 1):
+            raise ValueError(f"num_frames must be a positive integer, got {self.num_frames!r}.")
+        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ValueError(f"fps must be a positive number, got {self.fps!r}.")
+        if self.max_frames is not None:
+            if self.max_frames < 1:
+                raise ValueError(f"max_frames must be a positive integer, got {self.max_frames!r}.")
+            if self.num_frames is not None and self.num_frames > self.max_frames:
+                raise ValueError(f"num_frames={self.num_frames} exceeds max_frames={self.max_frames}.")
+        if self.min_frames < 1:
+            raise ValueError(f"min_frames must be a positive integer, got {self.min_frames!r}.")
+        ceiling = self.num_frames if self.num_frames is not None else self.max_frames
+        if ceiling is not None and self.min_frames > ceiling:
+            raise ValueError(
+                f"min_frames={self.min_frames} exceeds the most frames ever sampled ({ceiling})."
+            )
+        if self.max_pixels is not None and self.max_pixels < 4:
+            raise ValueError(f"max_pixels must be at least 4 (a 2x2 frame), got {self.max_pixels!r}.")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}.")
+        if self.seek_mode not in SEEK_MODES:
+            raise ValueError(f"seek_mode must be one of {SEEK_MODES}, got {self.seek_mode!r}.")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive (or None for no timeout), got {self.timeout_s!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-able dict, the form stored with every dataset row."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoSampling:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error, not ignored.
+
+        Raises:
+            ValueError: if `data` has a key that is not a field (a typo or a newer schema).
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown VideoSampling keys {unknown}; known keys are {sorted(known)}.")
+        return cls(**data)
+
+    def frame_count(self, duration: float) -> int:
+        """How many frames to sample from `duration` seconds of video (before availability)."""
+        if self.num_frames is not None:
+            return self.num_frames
+        assert self.fps is not None
+        # floor, as transformers' own fps sampling does; the epsilon absorbs float noise such
+        # as 2.0 s * 3 fps = 5.999999.
+        count = max(1, math.floor(duration * self.fps + 1e-6))
+        return min(count, self.max_frames) if self.max_frames is not None else count
+
+
+def segment_centres(start: float, end: float, count: int) -> list[float]:
+    """`count` timestamps at the centres of equal segments of ``[start, end)``, ascending."""
+    if count < 1:
+        raise ValueError(f"count must be positive, got {count}.")
+    step = (end - start) / count
+    return [start + (i + 0.5) * step for i in range(count)]
+
+
+def target_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """The (width, height) that fits `max_pixels`, keeping the aspect ratio; even, never larger.
+
+    Even sizes keep 4:2:0 chroma planes whole in the decoders' scalers and suit vision
+    processors, which resize to their own patch multiples anyway.
+    """
+    if max_pixels is None or width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    new_width = max(2, math.floor(width * scale / 2) * 2)
+    new_height = max(2, math.floor(height * scale / 2) * 2)
+    # A 2-pixel floor on a very thin frame can overshoot the budget; shrink the long side.
+    while new_width * new_height > max_pixels and max(new_width, new_height) > 2:
+        if new_width >= new_height:
+            new_width -= 2
+        else:
+            new_height -= 2
+    return new_width, new_height
