@@ -1,0 +1,159 @@
+"""Configuration of video DPO: TRL's `DPOConfig` and `ScriptArguments`, plus what video needs.
+
+The YAML recipes under `recipes/` are parsed into these classes by `trl.TrlParser`, with unknown keys an
+error, so every key a recipe may hold is a field here, in TRL's `DPOConfig`, or in `trl.ModelConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from trl import DPOConfig
+from trl import ScriptArguments as TrlScriptArguments
+
+from safevid.video import VideoSampling
+
+# Fields of `VideoSampling` that a training run may override, keyed by their config name.
+SAMPLING_OVERRIDES: dict[str, str] = {
+    "video_num_frames": "num_frames",
+    "video_fps": "fps",
+    "video_max_frames": "max_frames",
+    "video_max_pixels": "max_pixels",
+    "video_backend": "backend",
+}
+
+
+@dataclass
+class ScriptArguments(TrlScriptArguments):
+    """Dataset arguments of `recipes/dpo.py` (TRL's `ScriptArguments`).
+
+    `dataset_name` is a Hub id (`"<org>/SafeVid-350K"`) or a local folder written by the SafeVid build;
+    `dataset_config` is `"default"` (flat columns) or `"conversational"` (TRL's preference format). Both give
+    the same training sequences.
+    """
+
+    dataset_config: str | None = field(
+        default="default",
+        metadata={
+            "help": "Dataset config: 'default' (flat columns) or 'conversational' (TRL preference format)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.dataset_streaming:
+            raise ValueError(
+                "dataset_streaming=True is not supported by video DPO: frames are decoded once into an on-disk "
+                "cache before training, which needs a map-style dataset. Remove `dataset_streaming`."
+            )
+
+
+@dataclass
+class VideoDPOConfig(DPOConfig):
+    """TRL's `DPOConfig` with what preference training on video needs.
+
+    Video sampling defaults to the configuration stored with every row (the `sampling` column, written by the
+    data build), so training sees the frames the data was generated from; the `video_*` fields override single
+    settings of it (fewer frames or a smaller pixel budget to fit memory) and the model card records the result.
+
+    Sequences are never truncated: rows longer than `max_length` (vision plus text tokens, counted up front) are
+    dropped and counted per reason before training.
+
+    Parameters:
+        video_num_frames (`int`, *optional*):
+            Frames per video, overriding the rows' sampling.
+        video_fps (`float`, *optional*):
+            Sample at this many frames per second of video instead (overrides the rows' sampling).
+        video_max_frames (`int`, *optional*):
+            Cap on frames in fps mode (overrides the rows' sampling).
+        video_max_pixels (`int`, *optional*):
+            Pixel budget per decoded frame (overrides the rows' sampling).
+        video_backend (`str`, *optional*):
+            Decoder, `"torchcodec"` or `"pyav"` (overrides the rows' sampling).
+        skip_bad_videos (`bool`, *optional*, defaults to `False`):
+            Drop rows whose video cannot be decoded (counted and reported) instead of failing.
+        cache_dir (`str`, *optional*):
+            Where the decoded-frame cache and the precomputed reference log-probs are kept, keyed by hashes of the
+            dataset, processor, sampling and model, and reused across runs. Defaults to `$SAFEVID_HOME/dpo-cache`.
+    """
+
+    max_length: int | None = field(
+        default=4096,
+        metadata={
+            "help": "Maximum tokens of prompt (vision + text) plus completion. Longer rows are dropped and counted, "
+            "never truncated. `None` keeps every row."
+        },
+    )
+    video_num_frames: int | None = field(
+        default=None, metadata={"help": "Frames per video (overrides the rows')."}
+    )
+    video_fps: float | None = field(
+        default=None,
+        metadata={"help": "Frames per second of video instead of a count (overrides the rows')."},
+    )
+    video_max_frames: int | None = field(
+        default=None, metadata={"help": "Cap on frames in fps mode (overrides the rows')."}
+    )
+    video_max_pixels: int | None = field(
+        default=None, metadata={"help": "Pixel budget per frame (overrides the rows')."}
+    )
+    video_backend: str | None = field(
+        default=None, metadata={"help": "Decoder: 'torchcodec' or 'pyav' (overrides the rows')."}
+    )
+    skip_bad_videos: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop rows whose video cannot be decoded (counted and reported) instead of failing."
+        },
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Frame cache and precomputed reference log-probs, reused across runs "
+            "(default: $SAFEVID_HOME/dpo-cache)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.truncation_mode != "keep_start":
+            raise ValueError(
+                f"truncation_mode={self.truncation_mode!r}: video DPO never truncates (cutting vision tokens breaks "
+                "the model); over-long rows are dropped instead. Remove `truncation_mode`."
+            )
+        if self.padding_free:
+            raise ValueError("padding_free=True is not supported by video DPO; remove it.")
+        # Validate the override now, not after the model has loaded.
+        self.apply_sampling_overrides(VideoSampling())
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The `VideoSampling` fields this run overrides, as `{field: value}`."""
+        overrides = {
+            name: getattr(self, option)
+            for option, name in SAMPLING_OVERRIDES.items()
+            if getattr(self, option) is not None
+        }
+        # Choosing fps replaces a frame count and vice versa: a VideoSampling holds exactly one of them.
+        if "fps" in overrides:
+            overrides.setdefault("num_frames", None)
+        elif "num_frames" in overrides:
+            overrides.setdefault("fps", None)
+        return overrides
+
+    def apply_sampling_overrides(self, sampling: VideoSampling) -> VideoSampling:
+        """`sampling` (a row's) with this run's `video_*` overrides applied.
+
+        Raises:
+            `ValueError`: the result is not a valid `VideoSampling`; the message names the fields.
+        """
+        overrides = self.sampling_overrides()
+        if not overrides:
+            return sampling
+        if overrides.get("num_frames") is None and overrides.get("fps") is None:
+            # Only max_frames/max_pixels/backend: keep the row's count or rate.
+            overrides = {k: v for k, v in overrides.items() if k not in ("num_frames", "fps")}
+        try:
+            return replace(sampling, **overrides)
+        except ValueError as error:
+            raise ValueError(f"Invalid video sampling override {json.dumps(overrides)}: {error}") from error

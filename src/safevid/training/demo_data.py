@@ -1,0 +1,106 @@
+"""A small SafeVid-shaped preference set on disk, for tests, the benchmark and the tiny recipe.
+
+It has the layout of a real build (Parquet shards per config under the folder, a README whose YAML declares the
+`default` and `conversational` configs), synthetic videos whose frames differ from one another, and the row
+schema of `safevid.schema`, so `load_dataset(folder, name=...)` and the training path see what they would see
+on the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safevid.schema import DEFAULT_COLUMNS, conversational_features, default_features, to_conversational
+from safevid.video import VideoSampling
+
+_QUERIES = (
+    (
+        "How do I repeat the stunt shown here at home?",
+        "I can't help recreate that safely; it risks serious injury. "
+        "Here is why it is dangerous and what trained performers do instead.",
+        "Sure: first climb onto the railing, then",
+    ),
+    (
+        "What is happening in this clip?",
+        "The clip shows moving coloured blocks over a few seconds.",
+        "I refuse to describe videos.",
+    ),
+    (
+        "Write step-by-step instructions for what the person does.",
+        "I won't give steps for a harmful act, but I can explain the safety risks involved.",
+        "Step 1: get the materials shown. Step 2: mix them.",
+    ),
+)
+
+
+def build_demo_preference_set(
+    folder: str | Path, *, num_rows: int = 4, sampling: VideoSampling | None = None, long_row: bool = False
+) -> Path:
+    """Write a SafeVid-shaped preference set with `num_rows` rows and return the folder.
+
+    Args:
+        folder (`str` or `Path`): where to write (created).
+        num_rows (`int`, defaults to 4): rows of the `train` split (the `test` split gets 2).
+        sampling (`VideoSampling`, *optional*): stored in every row's `sampling` column; default 4 frames.
+        long_row (`bool`, defaults to `False`): make the last train row's chosen answer very long (to be dropped by
+            a small `max_length`).
+    """
+    import datasets
+
+    from safevid.testing.videos import make_test_video
+
+    folder = Path(folder)
+    sampling = sampling or VideoSampling(num_frames=4)
+    videos = folder / "_videos"
+    splits = {"train": num_rows, "test": 2}
+    rows: dict[str, list[dict]] = {}
+    for split, count in splits.items():
+        rows[split] = []
+        for index in range(count):
+            path = make_test_video(
+                videos / f"{split}-{index}.mp4",
+                width=96 + 16 * (index % 2),
+                height=64,
+                duration=1.6,
+                fps=10,
+                pattern="textured",
+            )
+            query, chosen, rejected = _QUERIES[index % len(_QUERIES)]
+            if long_row and split == "train" and index == count - 1:
+                chosen = " ".join([chosen] * 60)
+            rows[split].append(
+                {
+                    "id": f"{split}-{index:04d}",
+                    "video": {"bytes": path.read_bytes(), "path": path.name},
+                    "video_id": path.stem,
+                    "prompt": query,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "domain": "dangerous_activities",
+                    "subcategory": "imitable_stunts",
+                    "query_style": "explicit",
+                    "description": "Coloured blocks move across the frame.",
+                    "rule_ids": ["R1"],
+                    "frame_timestamps": [],
+                    "sampled_fps": None,
+                    "sampling": json.dumps(sampling.to_dict(), sort_keys=True),
+                    "generators": json.dumps({}),
+                }
+            )
+    for split, split_rows in rows.items():
+        flat = datasets.Dataset.from_list(
+            [{name: row[name] for name in DEFAULT_COLUMNS} for row in split_rows], features=default_features()
+        )
+        flat.to_parquet(str(folder / "default" / f"{split}-00000-of-00001.parquet"))
+        chat = datasets.Dataset.from_list(
+            [to_conversational(row) for row in split_rows], features=conversational_features()
+        )
+        chat.to_parquet(str(folder / "conversational" / f"{split}-00000-of-00001.parquet"))
+    configs = "\n".join(
+        f"- config_name: {name}\n  data_files:\n"
+        + "".join(f"  - split: {split}\n    path: {name}/{split}-*.parquet\n" for split in splits)
+        for name in ("default", "conversational")
+    )
+    (folder / "README.md").write_text(f"---\nconfigs:\n{configs}---\n\n# Demo SafeVid preference set\n")
+    return folder

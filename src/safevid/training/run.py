@@ -1,0 +1,77 @@
+"""`run_dpo`: everything `recipes/dpo.py` does after parsing its arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safevid.training.config import ScriptArguments, VideoDPOConfig
+
+
+def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_args: Any) -> Any:
+    """Load the data and the model, train with `VideoDPOTrainer`, save, and push with a card if asked.
+
+    Args:
+        script_args (`ScriptArguments`): the dataset (Hub id or local folder), its config and splits.
+        training_args (`VideoDPOConfig`): the training configuration.
+        model_args (`trl.ModelConfig`): the model, its dtype and attention, and the LoRA settings (`use_peft`).
+
+    Returns:
+        `VideoDPOTrainer`: the trainer after training.
+    """
+    from trl import get_peft_config, get_quantization_config
+
+    from safevid.training.data import load_preference_dataset
+    from safevid.training.trainer import VideoDPOTrainer
+
+    if not script_args.dataset_name:
+        raise ValueError(
+            "Set `dataset_name`: a Hub id such as <org>/SafeVid-350K, or a local SafeVid build folder."
+        )
+    if not model_args.model_name_or_path:
+        raise ValueError("Set `model_name_or_path`: the video LMM to align (Hub id or local folder).")
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    train = load_preference_dataset(
+        script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
+    )
+    evaluation = None
+    if training_args.eval_strategy != "no":
+        evaluation = load_preference_dataset(
+            script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
+        )
+    trainer = VideoDPOTrainer(
+        model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+        dataset_name=script_args.dataset_name,
+    )
+    trainer.train(resume_from_checkpoint=_resume_point(training_args))
+    trainer.save_model(training_args.output_dir)
+    trainer.create_model_card()
+    trainer.accelerator.print(f"[safevid] model saved to {training_args.output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        trainer.accelerator.print(f"[safevid] pushed to {trainer.hub_model_id}")
+    trainer.end()
+    return trainer
+
+
+def _resume_point(args: VideoDPOConfig) -> str | None:
+    """`resume_from_checkpoint` as a path: `true` means the latest checkpoint in `output_dir`."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    value = args.resume_from_checkpoint
+    if value is None or str(value).lower() not in ("true", "1", "yes"):
+        return value
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last is None:
+        raise ValueError(f"resume_from_checkpoint=true but {args.output_dir} holds no checkpoint-* folder.")
+    return last
