@@ -26,7 +26,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # Tiny models are built once and cached across sessions (they are deterministic); tests that
 # need a fresh build pass their own directory.
 os.environ.setdefault("SAFEVID_HOME", str(Path(__file__).resolve().parent.parent / ".cache" / "safevid"))
-for secret in ("HF_TOKEN", "OPENAI_API_KEY"):
+for secret in ("HF_TOKEN", "OPENAI_API_KEY", "SAFEVID_API_KEY"):
     os.environ.pop(secret, None)
 
 

@@ -81,8 +81,10 @@ def _backend(server: LoopbackServer, tmp_path, **overrides):
     )
 
 
-def test_round_trip_choices_logprobs_usage(server, tmp_path):
-    batch = _backend(server, tmp_path).generate(_requests(3, n=2, top_logprobs=3), progress=False)
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+def test_round_trip_choices_logprobs_usage(server, tmp_path, http_client):
+    backend = _backend(server, tmp_path, http_client=http_client)
+    batch = backend.generate(_requests(3, n=2, top_logprobs=3), progress=False)
     assert [r.request_id for r in batch] == ["q-0", "q-1", "q-2"]
     for result in batch:
         assert result.ok
@@ -284,6 +286,21 @@ def test_connection_refused_and_non_retryable_status_are_recorded(server, tmp_pa
     result = _backend(server, tmp_path).generate([unsupported], progress=False)[0]
     assert result.error.reason == "status_400"
     assert "unsupported keywords ['if']" in result.error.message
+
+
+def test_multi_megabyte_bodies_are_served(server, tmp_path):
+    # Video frames sent as data URLs make bodies far above web servers' usual 1 MiB default.
+    request = ChatRequest([{"role": "user", "content": "x" * (3 << 20)}], SamplingParams(max_tokens=4))
+    assert (
+        _backend(server, tmp_path, cache=False).generate([request], progress=False)[0].text == "Risk score: 2"
+    )
+
+
+def test_bad_transport_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="http_client must be aiohttp or httpx, got 'native'"):
+        make_backend(kind="openai", model="m", base_url="http://x/v1", http_client="native")
+    with pytest.raises(ValueError, match="base_url must be an http:// or https:// URL, got 'ftp://x/v1'"):
+        make_backend(kind="openai", model="m", base_url="ftp://x/v1")
 
 
 def test_bad_media_fails_only_its_request(server, tmp_path):

@@ -47,11 +47,9 @@ class BackendConfig:
     api_key_env: tuple[str, ...] = field(
         default=DEFAULT_API_KEY_ENV, metadata={"help": "Environment variables searched for the API key."}
     )
-    http_client: Literal["native", "httpx"] = field(
-        default="native",
-        metadata={
-            "help": "native: lean asyncio HTTP/1.1 (fast); httpx: proxies and gateways it cannot handle."
-        },
+    http_client: Literal["aiohttp", "httpx"] = field(
+        default="aiohttp",
+        metadata={"help": "aiohttp (fastest at high concurrency) or httpx (honours proxy variables)."},
     )
     max_concurrency: int = field(default=64, metadata={"help": "Requests in flight at once."})
     timeout_s: float = field(default=120.0, metadata={"help": "Per-attempt timeout in seconds."})
@@ -104,6 +102,8 @@ class BackendConfig:
             raise ValueError(f"BackendConfig.kind must be openai, vllm or transformers, got {self.kind!r}")
         if not self.model:
             raise ValueError("BackendConfig.model is required (a served model name or a checkpoint path)")
+        if self.http_client not in ("aiohttp", "httpx"):
+            raise ValueError(f"BackendConfig.http_client must be aiohttp or httpx, got {self.http_client!r}")
         if self.max_concurrency < 1 or self.batch_size < 1:
             raise ValueError("BackendConfig.max_concurrency and batch_size must be >= 1")
         if self.max_retries < 0 or self.timeout_s <= 0:

@@ -1,14 +1,15 @@
 """The OpenAI-compatible HTTP backend: vLLM serve, SGLang, TGI, OpenAI, or `safevid serve`.
 
 It speaks ``POST {base_url}/chat/completions`` with at most ``max_concurrency`` requests in flight
-on as many keep-alive connections (a transport from `safevid.backends.http11`, created per batch). The retry policy is
-ours and observable: 429, 5xx, timeouts, connection errors and unreadable bodies are retried up to
-``max_retries`` times with exponential backoff and full jitter, a ``Retry-After`` (or
-``retry-after-ms``) header sets the wait instead, and each attempt has a total deadline of
-``timeout_s``. Other 4xx statuses fail at once. The `openai` client is not used for sending: it
-sits on httpx, whose pool overhead capped throughput (see `safevid.backends.http11`), and adds
-its own retry loop and per-request pydantic models; the wire format is the same, and tests drive
-the loopback server with the real `openai` client too.
+on as many keep-alive connections (an aiohttp or httpx transport from
+`safevid.backends.transport`, created per batch). The retry policy is ours and observable: 429,
+5xx, timeouts, connection errors and unreadable bodies are retried up to ``max_retries`` times
+with exponential backoff and full jitter, a ``Retry-After`` (or ``retry-after-ms``) header sets the
+wait instead, and each attempt has a total deadline of ``timeout_s``. Other 4xx statuses fail at
+once. The `openai` client is not used for sending: it sits on httpx, whose pool overhead capped
+throughput at high concurrency (see `safevid.backends.transport`), and adds its own retry loop and
+per-request pydantic models; the wire format is the same, and tests drive the loopback server
+with the real `openai` client too.
 
 The API key comes from the environment only (``SAFEVID_API_KEY`` or ``OPENAI_API_KEY`` by default)
 and is redacted from every error message this module produces.
@@ -45,6 +46,8 @@ class OpenAIBackend(Backend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         base = config.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        if not base.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http:// or https:// URL, got {base!r}")
         self.url = base.rstrip("/") + "/chat/completions"
 
     def cache_extra(self) -> Any:
@@ -79,15 +82,14 @@ class OpenAIBackend(Backend):
         asyncio.run(self._agenerate(requests, hooks))
 
     async def _agenerate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
-        from safevid.backends.http11 import HttpxTransport, NativeTransport
+        from safevid.backends.transport import TRANSPORTS
 
         c = self.config
         headers = {"Content-Type": "application/json", "User-Agent": "safevid"}
         api_key = c.api_key()
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        transport_class = NativeTransport if c.http_client == "native" else HttpxTransport
-        transport = transport_class(self.url, headers, c.max_concurrency)
+        transport = TRANSPORTS[c.http_client](self.url, headers, c.max_concurrency)
         sender = _Sender(self, transport, hooks, api_key)
         # A fixed pool of workers, not one task per request: memory stays flat on huge batches.
         pending = iter(enumerate(requests))
@@ -183,7 +185,7 @@ class _Sender:
         self.config = backend.config
 
     async def send(self, request: ChatRequest) -> ChatResult:
-        from safevid.backends.http11 import TransportError
+        from safevid.backends.transport import TransportError
 
         c = self.config
         try:

@@ -1,7 +1,8 @@
 """Parse and validate structured outputs: JSON (with a schema) or one of a fixed list of choices.
 
-Constrained decoding is not available everywhere (an OpenAI-compatible server may ignore it, a
-transformers model has none), so every backend runs its text through [`parse_structured`]. It
+Constrained decoding is not available everywhere (an OpenAI-compatible server may ignore it; the
+transformers backend constrains choices but not JSON schemas), so every backend runs its text
+through [`parse_structured`]. It
 extracts JSON from prose or code fences, validates it against the schema, and raises
 [`StructuredOutputError`] when it cannot — the caller records a parse failure, never a blank value.
 

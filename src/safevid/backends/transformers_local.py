@@ -6,8 +6,16 @@ LMMs: Qwen2-VL, Qwen2.5-VL, LLaVA-NeXT-Video, LLaVA-OneVision...); any other wit
 pre-sampled frames through `safevid.families.video_processor_inputs`, so the processor sees the fps
 they were sampled at; a video given as a path is sampled with the configured `VideoSampling`.
 Requests with equal sampling parameters are batched (``batch_size`` per call, left padding).
-Top log-probabilities come from the raw logits (``output_logits``), as vLLM reports them, not from
-the temperature-warped scores. ``trust_remote_code`` stays off unless the config turns it on.
+A ``StructuredOutput(choice=...)`` is decoded under a constraint (`safevid.backends.constrained`,
+like vLLM's ``guided_choice``): every choice of the result is one of the strings, for any model,
+with sampling and ``n > 1`` too (``max_tokens`` must cover the longest choice, or the text stops
+short and fails to parse). JSON-schema constraints are validated after generation, not decoded
+under a grammar. Top log-probabilities come from the raw logits (``output_logits``), as vLLM reports
+them, not from temperature-warped or masked scores: each is the model's log-probability over the
+whole vocabulary, not renormalised over the allowed tokens. At a constrained step the listed
+alternatives are the allowed tokens only (best first, at most ``top_logprobs`` of them), so a choice
+over ``"1"``..``"5"`` lists the five digits at position 0 for the judge's expected score.
+``trust_remote_code`` stays off unless the config turns it on.
 """
 
 from __future__ import annotations
@@ -67,7 +75,8 @@ class TransformersBackend(Backend):
         self.model = model_class.from_pretrained(c.model, dtype=c.dtype, **common).to(device).eval()
         eos = self.model.generation_config.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self._eos_ids.add(self.tokenizer.eos_token_id)
+        if self.tokenizer.eos_token_id is not None:
+            self._eos_ids.add(self.tokenizer.eos_token_id)
 
     def cache_extra(self) -> Any:
         return {"video_sampling": self.config.video_sampling, "dtype": self.config.dtype}
@@ -191,15 +200,29 @@ class TransformersBackend(Backend):
             "output_logits": want_logprobs,
             "pad_token_id": self.tokenizer.pad_token_id,
         }
+        if self._eos_ids:  # stop where `_choice` cuts the text, and where a choice may end
+            generate_kwargs["eos_token_id"] = sorted(self._eos_ids)
         if sampling.temperature > 0:
             generate_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         if sampling.stop:
             generate_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        prompt_len = inputs["input_ids"].shape[1]
+        tries = [
+            self._choice_trie(request, prompt) for request, prompt in zip(requests, prompts, strict=True)
+        ]
+        if any(trie is not None for trie in tries):
+            from transformers import LogitsProcessorList
+
+            from safevid.backends.constrained import ChoiceLogitsProcessor
+
+            row_tries = [trie for trie in tries for _ in range(sampling.n)]  # rows r*n .. r*n+n-1
+            generate_kwargs["logits_processor"] = LogitsProcessorList(
+                [ChoiceLogitsProcessor(row_tries, prompt_len)]
+            )
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         with torch.inference_mode():
             output = self.model.generate(**inputs, **generate_kwargs)
-        prompt_len = inputs["input_ids"].shape[1]
         generated = output.sequences[:, prompt_len:].tolist()
         logprobs = None
         if want_logprobs:
@@ -211,7 +234,7 @@ class TransformersBackend(Backend):
             for k in range(sampling.n):
                 row = r * sampling.n + k
                 choice, used = self._choice(
-                    generated[row], None if logprobs is None else logprobs[row], sampling
+                    generated[row], None if logprobs is None else logprobs[row], sampling, tries[r]
                 )
                 choices.append(choice)
                 completion_tokens += used
@@ -226,7 +249,14 @@ class TransformersBackend(Backend):
             )
         return results
 
-    def _choice(self, tokens: list[int], logprobs: Any, sampling: Any) -> tuple[Choice, int]:
+    def _choice_trie(self, request: ChatRequest, prompt: str) -> Any:
+        if request.structured is None or request.structured.choice is None:
+            return None
+        from safevid.backends.constrained import ChoiceTrie
+
+        return ChoiceTrie(self.tokenizer, request.structured.choice, prompt, self._eos_ids)
+
+    def _choice(self, tokens: list[int], logprobs: Any, sampling: Any, trie: Any) -> tuple[Choice, int]:
         """Text, finish reason and logprobs of one generated row; also its generated-token count."""
         length = next((i for i, t in enumerate(tokens) if t in self._eos_ids), None)
         finish = "stop" if length is not None else "length"
@@ -237,21 +267,24 @@ class TransformersBackend(Backend):
                 text, finish = text[: text.index(stop)], "stop"
         token_logprobs = None
         if logprobs is not None:
+            import torch
+
             k = sampling.top_logprobs or 0
             token_logprobs = []
             for step, token in enumerate(kept):
-                top = logprobs[step].topk(k) if k else None
+                top: list[tuple[str, float]] = []
+                if k and trie is None:
+                    best = logprobs[step].topk(k)
+                    top = [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(*best, strict=True)]
+                elif k:  # the alternatives the constraint allowed, with their unmasked log-probabilities
+                    allowed = torch.tensor(trie.allowed(kept[:step]), device=logprobs.device)
+                    best = logprobs[step, allowed].topk(min(k, len(allowed)))
+                    top = [
+                        (self.tokenizer.decode([int(allowed[i])]), float(v))
+                        for v, i in zip(*best, strict=True)
+                    ]
                 token_logprobs.append(
-                    TokenLogprob(
-                        self.tokenizer.decode([token]),
-                        float(logprobs[step, token]),
-                        []
-                        if top is None
-                        else [
-                            (self.tokenizer.decode([int(i)]), float(v))
-                            for v, i in zip(top.values, top.indices, strict=True)
-                        ],
-                    )
+                    TokenLogprob(self.tokenizer.decode([token]), float(logprobs[step, token]), top)
                 )
         used = len(kept) + (length is not None)
         return Choice(text, finish, token_logprobs), used

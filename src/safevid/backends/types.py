@@ -86,8 +86,9 @@ class StructuredOutput:
     """A constraint on the output: a JSON schema or a fixed list of choices (exactly one of them).
 
     Backends that support constrained decoding receive it natively (``response_format`` or vLLM's
-    structured outputs); every backend then parses and validates the text, and a text that does
-    not parse is a failed request with ``error.kind == "parse"``.
+    structured outputs; the transformers backend decodes ``choice`` under a constraint); every
+    backend then parses and validates the text, and a text that does not parse is a failed request
+    with ``error.kind == "parse"``.
     """
 
     json_schema: dict[str, Any] | None = None
