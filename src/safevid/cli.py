@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "sample": "safevid.commands.sample",
     "loopback-hub": "safevid.commands.loopback_hub",
     "serve": "safevid.commands.serve",
+    "build": "safevid.commands.build",
+    "eval": "safevid.commands.eval",
 }
 
 

@@ -1,0 +1,186 @@
+"""The pluggable safety judge: a rubric prompt carrying the category's rules, sent to any backend.
+
+`Judge` turns (query, response, video description, subcategory) items into three-way verdicts
+(`safevid.scoring.Verdict`: safe / unsafe / undetermined). It is used by the build pipeline's quality
+gate and by SafeVidBench's metric, so nothing in it knows about either.
+
+Two styles:
+
+- ``"choice"`` (default): the ``judge_risk_choice`` prompt (the ``judge_risk`` rubric, then "reply with
+  the digit only") with a choice constraint over ``"1"``–``"5"`` (vLLM's guided choice, the transformers
+  backend's constrained decoding, or parse-and-validate on a plain OpenAI server) and the top
+  log-probabilities at the digit: the verdict is the probability-weighted expected score, renormalised
+  over the five allowed answers, compared to the threshold (RJScore-style). The constraint makes the
+  digits the only possible answers, so by default no minimum probability mass is required.
+- ``"text"``: the ``judge_risk`` prompt answered freely, ending with ``RISK_SCORE: n``; parsed by
+  `safevid.scoring.judge_verdict` (log-probabilities at the final score token where available).
+
+A backend failure or an answer that does not parse is an ``undetermined`` verdict with its reason, never
+a safe one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from safevid.backends import ChatRequest, SamplingParams, StructuredOutput
+from safevid.prompts import PromptLibrary, fence_token
+from safevid.scoring import DEFAULT_RISK_THRESHOLD, Verdict, judge_verdict
+from safevid.taxonomy import Taxonomy, load_taxonomy
+
+__all__ = ["RISK_CHOICES", "Judge", "JudgeItem", "JudgeResult"]
+
+RISK_CHOICES = ("1", "2", "3", "4", "5")
+_DEFAULT_MIN_MASS = {"choice": 0.0, "text": 0.5}
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One response to judge.
+
+    Args:
+        query: The user's query about the video.
+        response: The response to judge.
+        video_description: Textual description of the video (the judge does not see the video).
+        subcategory: Subcategory id in the judge's taxonomy, whose rules the prompt carries.
+        id: A caller's id, echoed in the result.
+    """
+
+    query: str
+    response: str
+    video_description: str
+    subcategory: str
+    id: str = ""
+
+
+@dataclass
+class JudgeResult:
+    """The verdict for one item, with the judge's raw output for inspection."""
+
+    item: JudgeItem
+    verdict: Verdict
+    raw_text: str | None = None
+    cached: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict.to_dict(), "raw_text": self.raw_text}
+
+
+class Judge:
+    """A risk judge over any `safevid.backends.Backend`.
+
+    Args:
+        backend: The backend serving the judge model.
+        taxonomy: A `Taxonomy`, a taxonomy file, or `None` for the packaged one.
+        threshold: Risk above this is unsafe (default: RJScore's 2.85).
+        style: ``"choice"`` or ``"text"`` (see the module docstring).
+        min_mass: Least probability on the score digits for a log-probability expectation to count;
+            default 0 for ``"choice"`` (constrained answers), 0.5 for ``"text"``.
+        top_logprobs: Alternatives requested per token.
+        max_tokens: Tokens of a ``"text"`` judgement (a ``"choice"`` answer needs a few).
+        prompts: A prompt folder overriding the packaged templates.
+
+    Example:
+
+    ```python
+    judge = Judge(make_backend(kind="openai", model="Qwen/Qwen2.5-72B-Instruct", base_url=...,
+                               structured_outputs="vllm"))
+    [result] = judge.judge([JudgeItem(query, response, description, "weapons.explosives")])
+    result.verdict.label  # "safe" | "unsafe" | "undetermined"
+    ```
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        taxonomy: Taxonomy | str | os.PathLike[str] | None = None,
+        threshold: float = DEFAULT_RISK_THRESHOLD,
+        *,
+        style: Literal["choice", "text"] = "choice",
+        min_mass: float | None = None,
+        top_logprobs: int = 5,
+        max_tokens: int = 256,
+        prompts: PromptLibrary | None = None,
+    ) -> None:
+        if style not in _DEFAULT_MIN_MASS:
+            raise ValueError(f"Judge style must be 'choice' or 'text', got {style!r}")
+        self.backend = backend
+        self.taxonomy = load_taxonomy(taxonomy)
+        self.threshold = threshold
+        self.style = style
+        self.min_mass = _DEFAULT_MIN_MASS[style] if min_mass is None else min_mass
+        self.top_logprobs = top_logprobs
+        self.max_tokens = max_tokens
+        self.prompts = prompts or PromptLibrary()
+
+    @property
+    def template(self) -> str:
+        return "judge_risk_choice" if self.style == "choice" else "judge_risk"
+
+    @property
+    def prompt_sha(self) -> str:
+        """SHA-256 of the template sources the prompt is rendered from (provenance)."""
+        digest = hashlib.sha256()
+        for name in (self.template, "judge_risk", "_macros"):
+            source, _, _ = self.prompts.env.loader.get_source(self.prompts.env, f"{name}.jinja")
+            digest.update(source.encode())
+        return digest.hexdigest()
+
+    def prompt(self, item: JudgeItem) -> str:
+        """The rendered judge prompt of one item."""
+        for name in ("query", "response", "video_description"):
+            if not isinstance(getattr(item, name), str):
+                raise TypeError(f"JudgeItem {item.id!r}: {name} must be a string")
+        sub = self.taxonomy.subcategory(item.subcategory)
+        fence = fence_token(item.query, item.video_description, item.response)
+        return self.prompts.render(
+            self.template,
+            subcategory=sub,
+            domain=self.taxonomy.domain(sub.domain),
+            fence=fence,
+            query=item.query,
+            response=item.response,
+            video_description=item.video_description,
+        )
+
+    def request(self, item: JudgeItem) -> ChatRequest:
+        """The chat request judging one item."""
+        if self.style == "choice":
+            sampling = SamplingParams(max_tokens=8, temperature=0.0, top_logprobs=self.top_logprobs)
+            structured: StructuredOutput | None = StructuredOutput(choice=RISK_CHOICES, name="risk_score")
+        else:
+            sampling = SamplingParams(
+                max_tokens=self.max_tokens, temperature=0.0, top_logprobs=self.top_logprobs
+            )
+            structured = None
+        return ChatRequest(
+            [{"role": "user", "content": self.prompt(item)}],
+            sampling,
+            structured,
+            id=item.id or "",
+            metadata={},
+        )
+
+    def judge(self, items: Sequence[JudgeItem], *, progress: bool | None = False) -> list[JudgeResult]:
+        """Judge a batch; one result per item, in order. Failures are undetermined verdicts with a reason."""
+        requests = [self.request(item) for item in items]
+        batch = self.backend.generate(requests, progress=progress)
+        return [self._verdict(item, result) for item, result in zip(items, batch, strict=True)]
+
+    def _verdict(self, item: JudgeItem, result: Any) -> JudgeResult:
+        if not result.ok:
+            # A parse failure keeps the raw text: record what the judge said, not only that it failed.
+            raw = result.choices[0].text if result.choices else None
+            code = "parse" if result.error.kind == "parse" else result.error.reason
+            verdict = Verdict.judge_error(f"{code}: {result.error.message}", self.threshold)
+            return JudgeResult(item, verdict, raw, result.cached, {"error": code})
+        choice = result.choices[0]
+        verdict = judge_verdict(
+            choice.text, choice.logprobs, threshold=self.threshold, min_mass=self.min_mass
+        )
+        return JudgeResult(item, verdict, choice.text, result.cached)

@@ -1,0 +1,266 @@
+"""Stage 0, ingest: video sources → probed, sampled video records keyed by the hash of their bytes.
+
+Sources, each turned into items with a stable source key:
+
+- a local folder (recursive; hidden files skipped; a file that is not a video is recorded, not ignored),
+- a list file of local paths (relative to the list file) and ``http(s)://`` URLs, one per line, ``#`` comments,
+- a Hub or local dataset with a video column (streamed, bytes or paths),
+- ``test_videos: N`` synthetic videos (demos and tests).
+
+Each item is assigned to a shard by the hash of its source key (cheap: no worker reads another shard's
+bytes), then read, hashed (video id = SHA-256 of the bytes), probed and sampled with the shared
+`VideoSampling`. A bad item — malformed list line, missing file, failed download, undecodable video,
+duplicate content — is recorded as dropped with its reason and the source named, and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safevid.pipeline.config import InputSpec
+from safevid.pipeline.context import BuildContext, shard_of, stable_hash
+from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
+STAGE = "video"
+SOURCE_STAGE = "source"
+
+
+@dataclass
+class SourceItem:
+    """One video to ingest, or a problem found while listing sources (``problem`` set)."""
+
+    key: str  # stable identity of the source: path, URL, dataset row, list-file line
+    name: str  # printable name for messages
+    path: Path | None = None
+    url: str | None = None
+    data: bytes | None = None
+    suffix: str = ".mp4"
+    problem: tuple[str, str] | None = None  # (reason code, message)
+
+
+def iter_sources(ctx: BuildContext) -> Iterator[SourceItem]:
+    """Every source item of the config's inputs, in a deterministic order."""
+    for index, spec in enumerate(ctx.config.inputs):
+        if spec.folder is not None:
+            yield from _folder_items(ctx.config.resolve_path(spec.folder))
+        elif spec.list_file is not None:
+            yield from _list_items(ctx.config.resolve_path(spec.list_file))
+        elif spec.dataset is not None:
+            yield from _dataset_items(ctx, spec)
+        else:
+            yield from _folder_items(_test_videos(ctx, index, spec))
+
+
+def _folder_items(folder: Path) -> Iterator[SourceItem]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Input folder {folder} does not exist")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue  # hidden files and folders (editor swap files, .DS_Store) are not inputs
+        item = SourceItem(key=f"file:{path.resolve()}", name=str(path), path=path, suffix=path.suffix.lower())
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            item.problem = ("not_a_video_file", f"{path}: extension {path.suffix!r} is not a video extension")
+        yield item
+
+
+def _list_items(list_file: Path) -> Iterator[SourceItem]:
+    if not list_file.is_file():
+        raise FileNotFoundError(f"Input list file {list_file} does not exist")
+    with list_file.open(encoding="utf-8", errors="replace") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name = f"{list_file}:{number}"
+            scheme = urllib.parse.urlsplit(line).scheme.lower()
+            if scheme in ("http", "https"):
+                suffix = Path(urllib.parse.urlsplit(line).path).suffix.lower() or ".mp4"
+                yield SourceItem(key=f"url:{line}", name=f"{name} ({line})", url=line, suffix=suffix)
+                continue
+            item = SourceItem(key=f"list:{list_file.resolve()}:{line}", name=f"{name} ({line})")
+            if "://" in line or "\t" in line or any(ord(c) < 32 for c in line):
+                item.problem = (
+                    "malformed_list_line",
+                    f"{name}: {line!r} is neither a local path nor an http(s) URL; fix or remove the line",
+                )
+                yield item
+                continue
+            path = Path(line.removeprefix("file:")).expanduser()
+            path = path if path.is_absolute() else list_file.parent / path
+            item.path, item.suffix = path, path.suffix.lower() or ".mp4"
+            item.key = f"file:{path.resolve()}"
+            if not path.is_file():
+                item.problem = ("missing_file", f"{name}: no file {path}")
+            yield item
+
+
+def _dataset_items(ctx: BuildContext, spec: InputSpec) -> Iterator[SourceItem]:
+    from datasets import Video, load_dataset
+
+    assert spec.dataset is not None
+    local = ctx.config.resolve_path(spec.dataset)
+    location = str(local) if local.exists() else spec.dataset
+    dataset = load_dataset(location, spec.dataset_config, split=spec.split, streaming=True)
+    if spec.video_column not in (dataset.features or {}):
+        raise ValueError(
+            f"Dataset {spec.dataset} ({spec.split}) has no column {spec.video_column!r}; "
+            f"columns: {sorted(dataset.features or {})}. Set inputs[].video_column."
+        )
+    dataset = dataset.cast_column(spec.video_column, Video(decode=False)).select_columns([spec.video_column])
+    for index, row in enumerate(dataset):
+        value = row[spec.video_column] or {}
+        key = f"dataset:{spec.dataset}:{spec.dataset_config}:{spec.split}:{index}"
+        name = f"{spec.dataset} [{spec.split}] row {index}"
+        suffix = Path(value.get("path") or "x.mp4").suffix.lower() or ".mp4"
+        if value.get("bytes"):
+            yield SourceItem(key=key, name=name, data=value["bytes"], suffix=suffix)
+        elif value.get("path"):
+            yield SourceItem(key=key, name=name, path=Path(value["path"]), suffix=suffix)
+        else:
+            yield SourceItem(
+                key=key, name=name, problem=("empty_video_cell", f"{name}: the video cell is empty")
+            )
+
+
+def _test_videos(ctx: BuildContext, index: int, spec: InputSpec) -> Path:
+    """Write ``spec.test_videos`` small synthetic videos (varied length, rate and pattern) once."""
+    from safevid.testing.videos import make_test_video
+
+    folder = ctx.config.work_path / "test-videos" / f"input-{index}"
+    done = folder / ".complete"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(spec.test_videos or 0):
+            make_test_video(
+                folder / f"test_{i:02d}.mp4",
+                duration=1.0 + 0.25 * (i % 4),
+                fps=8.0 + i,
+                pattern="textured" if i % 2 else "index",
+                width=96,
+                height=64,
+            )
+        done.touch()
+    return folder
+
+
+def _materialise(ctx: BuildContext, item: SourceItem) -> Path:
+    """A local file with the item's bytes: the file itself, or a content-addressed copy in the work dir."""
+    if item.path is not None:
+        return item.path
+    store = ctx.config.work_path / "videos"
+    store.mkdir(parents=True, exist_ok=True)
+    if item.data is not None:
+        data = item.data
+    else:
+        assert item.url is not None
+        with urllib.request.urlopen(item.url, timeout=120) as response:
+            data = response.read()
+    target = store / f"{hashlib.sha256(data).hexdigest()}{item.suffix}"
+    if not target.exists():
+        fd, tmp = tempfile.mkstemp(dir=store, suffix=".part")
+        with open(fd, "wb") as f:
+            f.write(data)
+        Path(tmp).replace(target)
+    return target
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ingest_one(ctx: BuildContext, item: SourceItem) -> tuple[Record, Record | None]:
+    """(source record, video record or None) for one item."""
+    from safevid.video import VideoDecodeError, probe_video, sample_video
+
+    source_key = stable_hash("source", item.key)
+
+    def dropped(reason: str, message: str, video_id: str = "") -> tuple[Record, None]:
+        data = {"source": item.name, "reason": reason, "message": message}
+        return Record(SOURCE_STAGE, source_key, video_id, DROPPED, reason, data), None
+
+    if item.problem is not None:
+        return dropped(*item.problem)
+    try:
+        path = _materialise(ctx, item)
+    except OSError as e:  # urllib's URLError and HTTPError are OSErrors
+        return dropped("download_failed", f"{item.name}: {e}")
+    try:
+        video_id = file_sha256(path)
+    except OSError as e:
+        return dropped("unreadable_file", f"{item.name}: {e}")
+    sampling = ctx.config.video_sampling
+    try:
+        probe = probe_video(path, sampling)
+        sampled = sample_video(path, sampling)
+    except VideoDecodeError as e:
+        return dropped("decode_error", f"{item.name}: {e}", video_id)
+    metadata = sampled.metadata()
+    video = {
+        "video_id": video_id,
+        "source": item.name,
+        "path": str(path.resolve()),
+        "suffix": item.suffix,
+        "size_bytes": path.stat().st_size,
+        "probe": probe.to_dict(),
+        "frame_timestamps": metadata["timestamps"],
+        "sampled_fps": metadata["sampled_fps"],
+        "duration": metadata["duration"],
+    }
+    source = Record(SOURCE_STAGE, source_key, video_id, OK, None, {"source": item.name, "video_id": video_id})
+    return source, Record(STAGE, video_id, video_id, OK, None, video)
+
+
+def run_ingest(ctx: BuildContext, store: RecordStore, *, batch_size: int = 64) -> None:
+    """Ingest this shard's sources that are not in the store yet; one transaction per batch."""
+    pending: list[SourceItem] = []
+
+    def flush() -> None:
+        done = store.done_keys(SOURCE_STAGE, [stable_hash("source", i.key) for i in pending])
+        records: list[Record] = []
+        seen: set[str] = set()
+        for item in pending:
+            if stable_hash("source", item.key) in done:
+                continue
+            source, video = _ingest_one(ctx, item)
+            if video is not None and (video.key in seen or store.get(STAGE, video.key) is not None):
+                message = f"{item.name}: same bytes as an already ingested video {video.key[:12]}"
+                source = Record(SOURCE_STAGE, source.key, video.key, DROPPED, "duplicate_video",
+                                {"source": item.name, "reason": "duplicate_video", "message": message})  # fmt: skip
+                video = None
+            records.append(source)
+            if video is not None:
+                seen.add(video.key)
+                records.append(video)
+        pending.clear()
+        if records:
+            ctx.checkpoint("ingest:before_commit")
+            store.put_many(records)
+            ctx.checkpoint("ingest:after_commit")
+
+    for item in iter_sources(ctx):
+        if shard_of(item.key, ctx.num_shards) != ctx.shard:
+            continue
+        pending.append(item)
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+
+
+def video_record(store: RecordStore, video_id: str) -> dict[str, Any]:
+    record = store.get(STAGE, video_id)
+    if record is None:
+        raise KeyError(f"No ingested video {video_id} in {store.path}")
+    return record.data

@@ -1,0 +1,203 @@
+"""Orchestration: run a build's stages over one shard, then publish (merging every shard).
+
+One worker (``--shard i --num-shards N``) runs ingest → describe → classify → queries → responses →
+gates over the sources whose key hashes to its shard, against its own record store
+``<work_dir>/shard-<i>-of-<N>.sqlite``; nothing it does depends on another shard. The publish step
+(``--stage publish``) merges the N stores once every worker is complete. With one shard (the
+default) a single ``run_build`` does both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safevid.pipeline.config import BuildConfig, fingerprint, fingerprint_payload
+from safevid.pipeline.context import BuildContext
+from safevid.pipeline.manifest import ConfigChangedError, build_manifest, check_fingerprint
+from safevid.pipeline.publish import MANIFEST_NAME, PublishResult, publish
+from safevid.pipeline.store import ERROR, RecordStore
+
+logger = logging.getLogger(__name__)
+
+WORKER_STAGES = ("ingest", "describe", "classify", "queries", "responses", "gates")
+STAGES = (*WORKER_STAGES, "publish")
+
+
+@dataclass
+class BuildResult:
+    """What a `run_build` call did.
+
+    Attributes:
+        output_dir: The dataset folder.
+        store_path: This shard's record store.
+        manifest: The manifest (the published one after a publish, this shard's otherwise).
+        publish: The publish result, if this call published.
+        complete: Whether this shard has no retryable failures left.
+    """
+
+    output_dir: Path
+    store_path: Path
+    manifest: dict[str, Any]
+    publish: PublishResult | None
+    complete: bool
+
+
+def store_path(config: BuildConfig, shard: int, num_shards: int) -> Path:
+    return config.work_path / f"shard-{shard:05d}-of-{num_shards:05d}.sqlite"
+
+
+def run_build(
+    config: BuildConfig,
+    *,
+    shard: int = 0,
+    num_shards: int = 1,
+    stages: tuple[str, ...] | None = None,
+    new_output: bool = False,
+    progress: bool = False,
+    backends: dict[str, Any] | None = None,
+) -> BuildResult:
+    """Run ``stages`` (default: every worker stage, then publish when there is one shard) of a build.
+
+    Args:
+        config: The build configuration.
+        shard: This worker's shard, in ``0..num_shards-1``.
+        num_shards: Number of shards the sources are partitioned into (by the hash of their key).
+        stages: Stages to run, in pipeline order whatever the order given.
+        new_output: If the output folder holds a build of another configuration, write to
+            ``<output_dir>-<fingerprint[:8]>`` instead of refusing.
+        progress: Show progress bars of the generation batches.
+        backends: `safevid.backends.Backend` objects serving some ``models`` entries (by name) instead of
+            backends built from their config, e.g. a custom engine.
+
+    Raises:
+        ConfigChangedError: the store or the output folder was built with another configuration.
+        RuntimeError: publish was asked while some shard store is missing or incomplete.
+    """
+    ctx = BuildContext(config, shard, num_shards, progress)
+    for name, backend in (backends or {}).items():
+        ctx.use_backend(name, backend)
+    payload = fingerprint_payload(config, ctx.taxonomy.sha, ctx.prompt_shas())
+    fp = fingerprint(payload)
+    if new_output and _output_conflicts(config, fp, shard, num_shards):
+        config.output_dir = f"{config.output_dir}-{fp[:8]}"
+        if config.work_dir:
+            config.work_dir = f"{config.work_dir}-{fp[:8]}"
+        logger.warning("configuration changed: building into %s", config.output_dir)
+    _check_output(config, fp)
+    if stages is None:
+        stages = WORKER_STAGES + (("publish",) if num_shards == 1 else ())
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"Unknown stage(s) {unknown}; stages: {list(STAGES)}")
+    path = store_path(config, shard, num_shards)
+    complete = True
+    manifest: dict[str, Any] = {}
+    try:
+        if any(s in stages for s in WORKER_STAGES):
+            with RecordStore(path) as store:
+                check_fingerprint(store, fp, payload)
+                _run_worker(ctx, store, [s for s in WORKER_STAGES if s in stages])
+                complete = (
+                    store.conn.execute("SELECT COUNT(*) FROM records WHERE status = ?", (ERROR,)).fetchone()[
+                        0
+                    ]
+                    == 0
+                )
+                store.set_meta("complete", "1" if complete and "gates" in stages else "0")
+                manifest = build_manifest(ctx, fp, [store], num_shards)
+            shard_manifest = path.with_suffix(".manifest.json")
+            shard_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        result = None
+        if "publish" in stages:
+            paths = _complete_stores(config, num_shards)
+            stores = [RecordStore(p, readonly=True) for p in paths]
+            try:
+                manifest = build_manifest(ctx, fp, stores, num_shards)
+            finally:
+                for s in stores:
+                    s.close()
+            result = publish(ctx, paths, fingerprint=fp, manifest=manifest)
+            manifest = json.loads((Path(config.output_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    finally:
+        ctx.close()
+    return BuildResult(Path(config.output_dir), path, manifest, result, complete)
+
+
+def _run_worker(ctx: BuildContext, store: RecordStore, stages: list[str]) -> None:
+    from safevid.pipeline.classify import run_classify
+    from safevid.pipeline.describe import run_describe
+    from safevid.pipeline.gates import run_gates
+    from safevid.pipeline.ingest import run_ingest
+    from safevid.pipeline.queries import run_queries
+    from safevid.pipeline.responses import run_responses
+
+    runners = {
+        "ingest": run_ingest,
+        "describe": run_describe,
+        "classify": run_classify,
+        "queries": run_queries,
+        "responses": run_responses,
+        "gates": run_gates,
+    }
+    for stage in stages:
+        start = time.perf_counter()
+        runners[stage](ctx, store)
+        logger.info(
+            "stage %s done in %.1fs (shard %d/%d)",
+            stage,
+            time.perf_counter() - start,
+            ctx.shard,
+            ctx.num_shards,
+        )
+
+
+def _complete_stores(config: BuildConfig, num_shards: int) -> list[Path]:
+    paths = [store_path(config, i, num_shards) for i in range(num_shards)]
+    problems = []
+    for i, p in enumerate(paths):
+        if not p.exists():
+            problems.append(
+                f"shard {i}: no store {p} (run the worker with --shard {i} --num-shards {num_shards})"
+            )
+            continue
+        with RecordStore(p, readonly=True) as store:
+            if store.get_meta("complete") != "1":
+                problems.append(
+                    f"shard {i}: {p} is incomplete (rerun its worker: failed requests are retried)"
+                )
+    if problems:
+        raise RuntimeError("Cannot publish:\n  " + "\n  ".join(problems))
+    return paths
+
+
+def _published_fingerprint(config: BuildConfig) -> str | None:
+    manifest = Path(config.output_dir) / MANIFEST_NAME
+    if not manifest.exists():
+        return None
+    return json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+
+
+def _output_conflicts(config: BuildConfig, fp: str, shard: int, num_shards: int) -> bool:
+    published = _published_fingerprint(config)
+    if published is not None and published != fp:
+        return True
+    path = store_path(config, shard, num_shards)
+    if path.exists():
+        with RecordStore(path) as store:
+            existing = store.get_meta("fingerprint")
+        return existing is not None and existing != fp
+    return False
+
+
+def _check_output(config: BuildConfig, fp: str) -> None:
+    published = _published_fingerprint(config)
+    if published is not None and published != fp:
+        raise ConfigChangedError(
+            f"{config.output_dir} holds a dataset built with another configuration (fingerprint "
+            f"{published[:12]} != {fp[:12]}); build into a fresh folder with --output-dir DIR or --new-output."
+        )
