@@ -36,7 +36,7 @@ bench: install
 	$(OFFLINE_ENV) $(PYTHON) benchmarks/run_all.py
 
 demo: install
-	$(OFFLINE_ENV) $(PYTHON) -m safevid.demo
+	$(OFFLINE_ENV) $(PYTHON) scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

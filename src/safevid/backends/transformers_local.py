@@ -20,7 +20,9 @@ over ``"1"``..``"5"`` lists the five digits at position 0 for the judge's expect
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from safevid.backends import media
@@ -55,24 +57,39 @@ class TransformersBackend(Backend):
             AutoTokenizer,
         )
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+        from transformers.utils.peft_utils import find_adapter_config_file
 
         c = self.config
         common = {"revision": c.revision, "trust_remote_code": c.trust_remote_code}
-        model_config = AutoConfig.from_pretrained(c.model, **common)
+        # A LoRA adapter (what `recipes/dpo.py` saves with `use_peft`) loads onto its base model and is
+        # merged, so an aligned adapter is evaluated or served like any checkpoint.
+        adapter_config = find_adapter_config_file(c.model, revision=c.revision)
+        base = (
+            json.loads(Path(adapter_config).read_text())["base_model_name_or_path"]
+            if adapter_config
+            else c.model
+        )
+        base_common = common if base == c.model else {"trust_remote_code": c.trust_remote_code}
+        model_config = AutoConfig.from_pretrained(base, **base_common)
         self.is_vlm = model_config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         device = c.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.is_vlm:
-            self.processor = AutoProcessor.from_pretrained(c.model, **common)
+            self.processor = AutoProcessor.from_pretrained(base, **base_common)
             self.tokenizer = self.processor.tokenizer
             model_class: Any = AutoModelForImageTextToText
         else:
-            self.processor = self.tokenizer = AutoTokenizer.from_pretrained(c.model, **common)
+            self.processor = self.tokenizer = AutoTokenizer.from_pretrained(base, **base_common)
             model_class = AutoModelForCausalLM
         # Left padding: generated tokens of every row start at the same position.
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = model_class.from_pretrained(c.model, dtype=c.dtype, **common).to(device).eval()
+        model = model_class.from_pretrained(base, dtype=c.dtype, **base_common)
+        if adapter_config:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, c.model, revision=c.revision).merge_and_unload()
+        self.model = model.to(device).eval()
         eos = self.model.generation_config.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self.tokenizer.eos_token_id is not None:
