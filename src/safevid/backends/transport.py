@@ -25,6 +25,7 @@ is not HTTP) raise `TransportError`, which the backend's retry policy handles.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ class TransportError(Exception):
 @dataclass
 class HTTPResponse:
     status_code: int
-    headers: dict[str, str]  # lower-cased names
+    headers: Mapping[str, str]  # case-insensitive look-ups (the client's own header mapping)
     content: bytes
 
     @property
@@ -70,9 +71,7 @@ class AiohttpTransport:
 
         try:
             async with self._session.post(self._url, data=body) as response:
-                content = await response.read()
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                return HTTPResponse(response.status, headers, content)
+                return HTTPResponse(response.status, response.headers, await response.read())
         except aiohttp.ClientError as e:
             raise TransportError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
 
@@ -97,9 +96,7 @@ class HttpxTransport:
             response = await self._client.post(self._url, content=body)
         except httpx.HTTPError as e:
             raise TransportError(f"{type(e).__name__}: {e}") from None
-        return HTTPResponse(
-            response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content
-        )
+        return HTTPResponse(response.status_code, response.headers, response.content)
 
     async def aclose(self) -> None:
         await self._client.aclose()

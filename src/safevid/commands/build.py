@@ -62,8 +62,13 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ConfigChangedError, RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"safevid build: error: {e}")
         return 2
+    from safevid.pipeline.manifest import STAGES
+
     stages_summary = result.manifest.get("stages", {})
-    for stage, counts in stages_summary.items():
+    for _, stage in STAGES:
+        if stage not in stages_summary:
+            continue
+        counts = stages_summary[stage]
         dropped = ", ".join(f"{k}={v}" for k, v in counts["dropped"].items()) or "-"
         print(
             f"{stage:>10}: in {counts['in']:>7}  ok {counts['ok']:>7}  errors {counts['errors_total']:>5}  dropped {dropped}"
