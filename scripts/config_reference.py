@@ -1,7 +1,7 @@
 """Write docs/configuration.md from the config dataclasses themselves, so the reference cannot drift.
 
-    python scripts/config_reference.py          # rewrite docs/configuration.md
-    python scripts/config_reference.py --check  # exit 1 if it is out of date (tests/test_docs.py runs this)
+python scripts/config_reference.py          # rewrite docs/configuration.md
+python scripts/config_reference.py --check  # exit 1 if it is out of date (tests/test_docs.py runs this)
 """
 
 from __future__ import annotations
@@ -16,9 +16,21 @@ OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 # (section title, "module:Class", what it configures); VideoDPOConfig lists only what safevid adds to TRL's DPOConfig.
 SECTIONS = [
-    ("VideoSampling", "safevid.video:VideoSampling", "How a video becomes frames: shared by build, training and evaluation, stored with every row."),
-    ("BackendConfig", "safevid.backends:BackendConfig", "One model behind the generation interface (`make_backend(**fields)`, `models:` entries of the build YAML, `judge=` of the metric)."),
-    ("BuildConfig", "safevid.pipeline.config:BuildConfig", "The SafeVid build YAML (`safevid build --config`)."),
+    (
+        "VideoSampling",
+        "safevid.video:VideoSampling",
+        "How a video becomes frames: shared by build, training and evaluation, stored with every row.",
+    ),
+    (
+        "BackendConfig",
+        "safevid.backends:BackendConfig",
+        "One model behind the generation interface (`make_backend(**fields)`, `models:` entries of the build YAML, `judge=` of the metric).",
+    ),
+    (
+        "BuildConfig",
+        "safevid.pipeline.config:BuildConfig",
+        "The SafeVid build YAML (`safevid build --config`).",
+    ),
     ("InputSpec", "safevid.pipeline.config:InputSpec", "One entry of `inputs:` in the build YAML."),
     ("DescribeConfig", "safevid.pipeline.config:DescribeConfig", "`describe:` in the build YAML."),
     ("ClassifyConfig", "safevid.pipeline.config:ClassifyConfig", "`classify:` in the build YAML."),
@@ -26,13 +38,37 @@ SECTIONS = [
     ("ResponsesConfig", "safevid.pipeline.config:ResponsesConfig", "`responses:` in the build YAML."),
     ("GatesConfig", "safevid.pipeline.config:GatesConfig", "`gates:` in the build YAML."),
     ("DedupConfig", "safevid.pipeline.config:DedupConfig", "`gates.dedup:` in the build YAML."),
-    ("DecontaminationConfig", "safevid.pipeline.config:DecontaminationConfig", "`gates.decontamination:` in the build YAML."),
+    (
+        "DecontaminationConfig",
+        "safevid.pipeline.config:DecontaminationConfig",
+        "`gates.decontamination:` in the build YAML.",
+    ),
     ("PublishConfig", "safevid.pipeline.config:PublishConfig", "`publish:` in the build YAML."),
-    ("ScriptArguments", "safevid.training:ScriptArguments", "What safevid adds to TRL's `ScriptArguments` (`dataset_name`, splits, ...) in a recipe YAML."),
-    ("VideoDPOConfig", "safevid.training:VideoDPOConfig", "What safevid adds to TRL's `DPOConfig` in a recipe YAML; every `DPOConfig` and `trl.ModelConfig` field is accepted too."),
-    ("BenchmarkConfig", "safevid.evaluation.benchmark:BenchmarkConfig", "The SafeVidBench build YAML (`hub/datasets/safevidbench/build.py --config`)."),
-    ("ExcludeConfig", "safevid.evaluation.benchmark:ExcludeConfig", "`exclude:` in the SafeVidBench YAML: the training data the benchmark must not share videos with."),
-    ("EvalConfig", "safevid.evaluation.harness:EvalConfig", "An evaluation run (`safevid eval --config`, or its flags)."),
+    (
+        "ScriptArguments",
+        "safevid.training:ScriptArguments",
+        "What safevid adds to TRL's `ScriptArguments` (`dataset_name`, splits, ...) in a recipe YAML.",
+    ),
+    (
+        "VideoDPOConfig",
+        "safevid.training:VideoDPOConfig",
+        "What safevid adds to TRL's `DPOConfig` in a recipe YAML; every `DPOConfig` and `trl.ModelConfig` field is accepted too.",
+    ),
+    (
+        "BenchmarkConfig",
+        "safevid.evaluation.benchmark:BenchmarkConfig",
+        "The SafeVidBench build YAML (`hub/datasets/safevidbench/build.py --config`).",
+    ),
+    (
+        "ExcludeConfig",
+        "safevid.evaluation.benchmark:ExcludeConfig",
+        "`exclude:` in the SafeVidBench YAML: the training data the benchmark must not share videos with.",
+    ),
+    (
+        "EvalConfig",
+        "safevid.evaluation.harness:EvalConfig",
+        "An evaluation run (`safevid eval --config`, or its flags).",
+    ),
 ]
 
 
@@ -43,9 +79,15 @@ def _load(target: str) -> type:
 
 def _own_fields(cls: type) -> list[dataclasses.Field]:
     """The fields `cls` declares itself (for subclasses of TRL configs, only what safevid adds)."""
-    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)}
+    inherited = {
+        f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)
+    }
     own = getattr(cls, "__annotations__", {})
-    return [f for f in dataclasses.fields(cls) if f.name in own and (f.name not in inherited or cls.__module__.startswith("safevid"))]
+    return [
+        f
+        for f in dataclasses.fields(cls)
+        if f.name in own and (f.name not in inherited or cls.__module__.startswith("safevid"))
+    ]
 
 
 def _default(field: dataclasses.Field) -> str:
@@ -76,10 +118,19 @@ def render() -> str:
             hints = typing.get_type_hints(cls)
         except Exception:  # forward references to optional packages: fall back to the annotation text
             hints = {}
-        lines += [f"## {title}", "", f"`{target.replace(':', '.')}` — {what}", "", "| field | type | default | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            f"`{target.replace(':', '.')}` — {what}",
+            "",
+            "| field | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for field in _own_fields(cls):
             meaning = " ".join(str(field.metadata.get("help", "")).split()).replace("|", "\\|")
-            lines.append(f"| `{field.name}` | {_type(field, hints)} | {_default(field).replace('|', chr(92) + '|')} | {meaning} |")
+            lines.append(
+                f"| `{field.name}` | {_type(field, hints)} | {_default(field).replace('|', chr(92) + '|')} | {meaning} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -20,7 +20,9 @@ def _greedy(model_path: str) -> str:
 
 def test_an_adapter_folder_is_merged_onto_its_base(tmp_path):
     base = build_tiny_model("text")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear")
+    )
     with torch.no_grad():  # LoRA's B starts at zero: make the adapter change the model's outputs
         for name, parameter in model.named_parameters():
             if "lora_B" in name:

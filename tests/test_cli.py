@@ -3,10 +3,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from safevid.cli import COMMANDS, build_parser
 
@@ -24,7 +24,9 @@ def test_help_lists_every_subcommand():
 def test_help_does_not_import_heavy_libraries():
     # `safevid --help` must stay instant: command modules defer torch/transformers imports.
     code = "import sys; from safevid.cli import build_parser; build_parser(); print(sorted(m for m in ('torch','transformers','datasets') if m in sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
     assert proc.stdout.strip() == "[]"
 
 

@@ -40,13 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
+    from safevid.log import configure_logging
     from safevid.pipeline import ConfigError, load_build_config, run_build
     from safevid.pipeline.manifest import ConfigChangedError
     from safevid.pipeline.publish import push_to_hub
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     overrides = {k: v for k, v in (("output_dir", args.output_dir), ("work_dir", args.work_dir)) if v}
     try:
         config = load_build_config(args.config, overrides)

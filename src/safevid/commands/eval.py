@@ -127,11 +127,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from safevid.evaluation.harness import RunChangedError, evaluate_run
+    from safevid.log import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if args.report_only:
         from safevid.evaluation.report import write_report
 
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench_main(argv: list[str] | None = None) -> int:
     """Entry point of ``python hub/datasets/safevidbench/build.py``: build (and push) SafeVidBench."""
-    import logging
+    from safevid.log import configure_logging
 
     parser = argparse.ArgumentParser(prog="build.py", description="Build SafeVidBench from a config YAML.")
     parser.add_argument(
@@ -192,7 +191,7 @@ def bench_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from safevid.evaluation.benchmark import build_benchmark, load_benchmark_config, push_benchmark
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         config = load_benchmark_config(args.config, {"output_dir": args.output_dir})
         result = build_benchmark(config, progress=args.progress)
