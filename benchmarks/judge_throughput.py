@@ -7,7 +7,15 @@ the OpenAI-compatible backend: rubric rendering with the category's rules, fenci
 expectation, verdicts — for 10,000 responses across every subcategory and query style (helpfulness off: one
 judge request per item, so items/s is comparable with the ideal). The ratio achieved ÷ ideal is the figure
 (target >= 0.9). Beside it, the same number of bare requests (a one-line prompt, no rendering or parsing)
-through the same backend: the transport's own ceiling on this machine. The machine's load average is printed with it: on a shared box, run it a few times.
+through the same backend: the transport's own ceiling on this machine. The machine's load average and the CPU
+per scored item (client and server process) are printed with it: on a shared box, run it a few times.
+
+Measured on the shared 2-core box (load average 2.4-2.5, two runs): 732-743 items/s (0.57-0.58), bare
+requests 960-975 (0.75-0.76). The client is CPU-bound: 715-741 µs of CPU per item against a budget of
+781 µs (1/1,280 s) on one core. Per item, roughly: aiohttp and the backend 350-450 µs, the judge prompt
+(Jinja) about 100 µs (was about 200 µs, re-checking every template file's mtime on each render), the
+verdict from log-probabilities about 60 µs, refusal detection about 45 µs, garbage collection about
+55 µs; the server about 300-350 µs in its own process.
 
 Run: ``python benchmarks/judge_throughput.py [--items 10000] [--latency-ms 50] [--concurrency 64]``
 """
@@ -18,6 +26,8 @@ import argparse
 import multiprocessing as mp
 import os
 import time
+
+from backend_throughput import process_cpu_s
 
 
 def _serve(latency_s: float, port_queue: mp.Queue) -> None:
@@ -89,9 +99,13 @@ def main() -> None:
         scorer = Scorer(judge, helpfulness=False)
         scorer.score(_items(args.concurrency, offset=-args.concurrency))  # warm-up: imports, connections
         items = _items(args.items)
+        client_cpu, server_cpu = process_cpu_s(), process_cpu_s(server.pid)
         start = time.perf_counter()
         scored = scorer.score(items)
         elapsed = time.perf_counter() - start
+        client_us = (process_cpu_s() - client_cpu) / args.items * 1e6
+        server_end = process_cpu_s(server.pid)
+        server_us = None if None in (server_cpu, server_end) else (server_end - server_cpu) / args.items * 1e6
         bare = _bare(scorer.runner.judge.backend, args.items)
     finally:
         server.kill()
@@ -116,6 +130,8 @@ def main() -> None:
         f"{'bare requests, same backend (transport ceiling)':<44} {bare:>9.0f} {ideal:>8.0f} {bare / ideal:>7.2f}"
     )
     print(f"scoring / transport ceiling: {achieved / bare:.2f}")
+    server_note = "n/a" if server_us is None else f"{server_us:.0f}"
+    print(f"CPU per scored item: client {client_us:.0f} µs, server {server_note} µs")
     print(
         f"elapsed {elapsed:.2f}s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
     )

@@ -36,6 +36,7 @@ from safevid.backends.types import ChatRequest, ChatResult, Choice, RequestError
 logger = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = {408, 409, 425, 429}
+_HAS_TIMEOUT = sys.version_info >= (3, 11)
 
 
 class OpenAIBackend(Backend):
@@ -207,7 +208,11 @@ class _Sender:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await _with_deadline(self.transport.post(body), c.timeout_s)
+                if _HAS_TIMEOUT:  # a deadline without the extra task of `wait_for`
+                    async with asyncio.timeout(c.timeout_s):
+                        response = await self.transport.post(body)
+                else:
+                    response = await asyncio.wait_for(self.transport.post(body), c.timeout_s)
             except asyncio.TimeoutError:
                 error = RequestError("timeout", f"no complete response within {c.timeout_s}s")
             except TransportError as e:
@@ -250,14 +255,6 @@ class _Sender:
         return ChatResult(request.id, error=error, attempts=attempts)
 
 
-async def _with_deadline(awaitable: Any, seconds: float) -> Any:
-    """``awaitable`` under a deadline; `asyncio.timeout` (3.11+) avoids the extra task of `wait_for`."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)
-
-
 def _backoff(attempt: int, base: float, cap: float) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))] spreads a burst of retries."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
@@ -294,13 +291,15 @@ def _parse_completion(request: ChatRequest, content: bytes, attempts: int) -> Ch
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
         raise ValueError(f"response has no choices: {_excerpt(json.dumps(data)[:200])}")
     choices = []
+    raws = data["choices"]
+    want_logprobs = request.sampling.top_logprobs is not None
     try:
-        for raw in sorted(data["choices"], key=lambda c: c.get("index", 0)):
+        for raw in raws if len(raws) == 1 else sorted(raws, key=lambda c: c.get("index", 0)):
             text = raw["message"].get("content")
             if not isinstance(text, str):
                 raise ValueError(f"choice {raw.get('index', 0)} has no text content (refusal or tool call?)")
             logprobs = None
-            if request.sampling.top_logprobs is not None:
+            if want_logprobs:
                 entries = (raw.get("logprobs") or {}).get("content")
                 if entries is None:
                     raise ValueError("logprobs were requested but the response has none")

@@ -56,6 +56,9 @@ class PromptLibrary:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # Templates are read once per library: re-checking every file's mtime on each render
+            # (Jinja's default) cost 6 stat calls per judge prompt.
+            auto_reload=False,
         )
 
     def names(self) -> list[str]:
