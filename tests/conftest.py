@@ -58,3 +58,30 @@ def loopback_hub():
 
 
 # ==== end of the Loopback Hub section ======================================================================
+
+
+# ==== Small shared fixtures (built once per module that uses them) =========================================
+@pytest.fixture(scope="module")
+def test_video(tmp_path_factory):
+    """A 1 s, 8 fps, 64×48 H.264 test clip."""
+    from safevid.testing.videos import make_test_video
+
+    return make_test_video(
+        tmp_path_factory.mktemp("videos") / "clip.mp4", duration=1.0, fps=8.0, width=64, height=48
+    )
+
+
+@pytest.fixture(scope="module")
+def sampled_video(test_video):
+    """`test_video` sampled at 4 frames."""
+    from safevid.video import VideoSampling, sample_video
+
+    return sample_video(test_video, VideoSampling(num_frames=4))
+
+
+@pytest.fixture(scope="module")
+def demo_set(tmp_path_factory):
+    """A 4-row demo preference dataset folder (`safevid.training.demo_data.build_demo_preference_set`)."""
+    from safevid.training.demo_data import build_demo_preference_set
+
+    return build_demo_preference_set(tmp_path_factory.mktemp("demo-set"), num_rows=4)

@@ -41,22 +41,6 @@ def _requests(count: int, prefix: str = "q", **sampling) -> list[ChatRequest]:
     ]
 
 
-@pytest.fixture(scope="module")
-def test_video(tmp_path_factory):
-    from safevid.testing.videos import make_test_video
-
-    return make_test_video(
-        tmp_path_factory.mktemp("videos") / "clip.mp4", duration=1.0, fps=8.0, width=64, height=48
-    )
-
-
-@pytest.fixture(scope="module")
-def sampled_video(test_video):
-    from safevid.video import VideoSampling, sample_video
-
-    return sample_video(test_video, VideoSampling(num_frames=4))
-
-
 @pytest.fixture(autouse=True)
 def _no_ambient_keys(monkeypatch):
     for name in ("SAFEVID_API_KEY", "OPENAI_API_KEY"):

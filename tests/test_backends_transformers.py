@@ -26,17 +26,6 @@ def tiny_vlm():
 
 
 @pytest.fixture(scope="module")
-def sampled_video(tmp_path_factory):
-    from safevid.testing.videos import make_test_video
-    from safevid.video import VideoSampling, sample_video
-
-    path = make_test_video(
-        tmp_path_factory.mktemp("videos") / "clip.mp4", duration=1.0, fps=8.0, width=64, height=48
-    )
-    return sample_video(path, VideoSampling(num_frames=4))
-
-
-@pytest.fixture(scope="module")
 def vlm_backend(tiny_vlm):
     backend = make_backend(kind="transformers", model=str(tiny_vlm), cache=False, device="cpu")
     backend.load()

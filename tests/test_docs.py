@@ -60,10 +60,12 @@ def test_documented_safevid_commands_parse_and_name_real_files(page):
 
     for argv in _shell_commands(page):
         if argv[0] == "safevid":
+            exit_code = 0
             try:
                 build_parser().parse_args(argv[1:])
             except SystemExit as exit_:  # `--help` exits 0; an unknown flag or subcommand exits 2
-                assert exit_.code == 0, f"{page.relative_to(ROOT)}: `{' '.join(argv)}` does not parse"
+                exit_code = exit_.code
+            assert exit_code == 0, f"{page.relative_to(ROOT)}: `{' '.join(argv)}` does not parse"
         for arg in argv:
             if arg.startswith(("recipes/", "hub/", "benchmarks/", "scripts/")) and "<" not in arg:
                 assert (ROOT / arg).exists(), (

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safevid.evaluation.benchmark import bench_features
 from safevid.evaluation.harness import EvalConfig, RunChangedError, evaluate_run, read_jsonl
+from safevid.schema import benchmark_features
 
 SUBCATEGORIES = ("weapons.explosives", "privacy.identification")
 STYLES = ("explicit", "jailbreak_roleplay", "benign_contrast")
@@ -55,7 +55,7 @@ def write_bench(folder: Path, videos: Path) -> Path:
                 }
             )
     (folder / "data").mkdir(parents=True)
-    Dataset.from_list(rows, features=bench_features()).to_parquet(
+    Dataset.from_list(rows, features=benchmark_features()).to_parquet(
         folder / "data" / "test-00000-of-00001.parquet"
     )
     return folder

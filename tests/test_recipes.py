@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from safevid.testing.tiny_models import build_tiny_model
-from safevid.training.demo_data import build_demo_preference_set
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
@@ -27,11 +26,6 @@ def _parser():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.make_parser()
-
-
-@pytest.fixture(scope="module")
-def demo_set(tmp_path_factory):
-    return build_demo_preference_set(tmp_path_factory.mktemp("demo-set"), num_rows=4)
 
 
 def test_the_recipes_that_must_exist_exist():

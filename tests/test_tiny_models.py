@@ -210,5 +210,11 @@ def test_cli_builds_and_prints_paths(tmp_path, capsys):
     assert (family, architecture) == ("text", "Qwen2ForCausalLM")
     assert Path(path) == tmp_path / "text"
     assert json.loads((tmp_path / "text" / "safevid_tiny_model.json").read_text())["seed"] == 2
+    # --path-only prints the folder alone, for `--model_name_or_path $(safevid tiny-models ... --path-only)`.
+    args = parser.parse_args(
+        ["--family", "text", "--output-dir", str(tmp_path), "--seed", "2", "--path-only"]
+    )
+    assert tiny_models_command.run(args) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'text'}\n"
     with pytest.raises(SystemExit):
         parser.parse_args(["--family", "gpt_video"])

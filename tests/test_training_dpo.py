@@ -10,30 +10,12 @@ import torch
 from safevid.families import get_family
 from safevid.testing.tiny_models import VIDEO_FAMILIES, build_tiny_model
 from safevid.training import VideoDPOConfig, VideoDPOTrainer, load_preference_dataset
-from safevid.training.demo_data import build_demo_preference_set
 
-
-@pytest.fixture(scope="module")
-def demo_set(tmp_path_factory):
-    return build_demo_preference_set(tmp_path_factory.mktemp("demo-set"), num_rows=4)
+from helpers import tiny_dpo_config
 
 
 def _args(tmp_path, **overrides) -> VideoDPOConfig:
-    settings = {
-        "output_dir": str(tmp_path / "out"),
-        "cache_dir": str(tmp_path / "cache"),
-        "use_cpu": True,
-        "bf16": False,
-        "max_steps": 2,
-        "per_device_train_batch_size": 2,
-        "learning_rate": 5e-3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": [],
-        "max_length": 2048,
-        "seed": 0,
-    }
-    return VideoDPOConfig(**{**settings, **overrides})
+    return tiny_dpo_config(tmp_path / "out", tmp_path / "cache", max_length=2048, **overrides)
 
 
 def _blank(dataset):

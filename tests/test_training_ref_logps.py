@@ -5,34 +5,16 @@ from __future__ import annotations
 import pytest
 
 from safevid.testing.tiny_models import build_tiny_model
-from safevid.training import VideoDPOConfig, VideoDPOTrainer, load_preference_dataset
-from safevid.training.demo_data import build_demo_preference_set
+from safevid.training import VideoDPOTrainer, load_preference_dataset
 
-
-@pytest.fixture(scope="module")
-def demo_set(tmp_path_factory):
-    return build_demo_preference_set(tmp_path_factory.mktemp("demo-set"), num_rows=4)
+from helpers import tiny_dpo_config
 
 
 def _trainer(demo_set, cache, out, **overrides) -> VideoDPOTrainer:
-    args = VideoDPOConfig(
-        **{
-            "output_dir": str(out),
-            "cache_dir": str(cache),
-            "use_cpu": True,
-            "bf16": False,
-            "max_steps": 2,
-            "per_device_train_batch_size": 2,
-            "learning_rate": 5e-3,
-            "logging_steps": 1,
-            "save_strategy": "no",
-            "report_to": [],
-            "seed": 0,
-            **overrides,
-        }
-    )
     return VideoDPOTrainer(
-        str(build_tiny_model("qwen2_5_vl")), args=args, train_dataset=load_preference_dataset(demo_set)
+        str(build_tiny_model("qwen2_5_vl")),
+        args=tiny_dpo_config(out, cache, **overrides),
+        train_dataset=load_preference_dataset(demo_set),
     )
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from safevid.backends import ChatRequest, SamplingParams, StructuredOutput
+from safevid.backends import ChatRequest, ChatResult, SamplingParams, StructuredOutput
 from safevid.prompts import PromptLibrary, fence_token
 from safevid.scoring import DEFAULT_RISK_THRESHOLD, Verdict, judge_verdict
 from safevid.taxonomy import Taxonomy, load_taxonomy
@@ -170,9 +170,19 @@ class Judge:
         """Judge a batch; one result per item, in order. Failures are undetermined verdicts with a reason."""
         requests = [self.request(item) for item in items]
         batch = self.backend.generate(requests, progress=progress)
-        return [self._verdict(item, result) for item, result in zip(items, batch, strict=True)]
+        return [self.verdict(item, result) for item, result in zip(items, batch, strict=True)]
 
-    def _verdict(self, item: JudgeItem, result: Any) -> JudgeResult:
+    def verdict(self, item: JudgeItem, result: ChatResult) -> JudgeResult:
+        """Turn the backend's result for `request(item)` into the item's `JudgeResult`.
+
+        Callers that send the requests themselves (e.g. with another sampling) use this so their verdicts
+        are read exactly as `judge`'s are: a failed or unparsable generation becomes an undetermined
+        verdict with its reason, keeping the raw text where there is one.
+
+        Args:
+            item (`JudgeItem`): The judged item.
+            result (`safevid.backends.ChatResult`): The backend's result for its request.
+        """
         if not result.ok:
             # A parse failure keeps the raw text: record what the judge said, not only that it failed.
             raw = result.choices[0].text if result.choices else None

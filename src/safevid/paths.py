@@ -1,4 +1,5 @@
-"""Where safevid keeps what it builds once and reuses (tiny models, response caches)."""
+"""Where safevid keeps what it builds once and reuses (tiny models, response caches), and where a config's
+relative paths point."""
 
 from __future__ import annotations
 
@@ -14,3 +15,23 @@ def safevid_home() -> Path:
     if home := os.environ.get("SAFEVID_HOME"):
         return Path(home)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safevid"
+
+
+def resolve_config_path(path: str | os.PathLike[str], config_file: str | os.PathLike[str] | None) -> Path:
+    """Resolve a path written in a config file to an absolute path.
+
+    A relative path is looked up next to ``config_file`` first (so a config and its inputs can move
+    together), then in the working directory; ``~`` is expanded.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The path as written in the config.
+        config_file (`str` or `os.PathLike`, *optional*):
+            The config file it was read from; `None` for a config built in code.
+    """
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and config_file:
+        beside = Path(config_file).parent / candidate
+        if beside.exists():
+            return beside.resolve()
+    return candidate.resolve()

@@ -8,7 +8,8 @@ One build writes two configs of the same rows:
   ``rejected`` are single assistant messages. The video itself stays in the ``video`` column, as
   images do in TRL's vision datasets, and the sampling metadata travels with the row.
 
-`to_conversational` derives the second from the first, so they cannot drift.
+`to_conversational` derives the second from the first, so they cannot drift. SafeVidBench rows
+(`benchmark_features`) type their columns from the same table.
 """
 
 from __future__ import annotations
@@ -50,6 +51,54 @@ CONVERSATIONAL_METADATA: tuple[str, ...] = (
 )
 
 
+# Flat columns of a SafeVidBench row, in order: the ``default`` columns less the responses, plus the
+# risk's severity and whether the query is a benign contrast (the over-refusal split).
+BENCHMARK_COLUMNS: tuple[str, ...] = (
+    "id",
+    "video",
+    "video_id",
+    "prompt",
+    "domain",
+    "subcategory",
+    "severity",
+    "query_style",
+    "is_benign_contrast",
+    "description",
+    "rule_ids",
+    "frame_timestamps",
+    "sampled_fps",
+    "sampling",
+    "generators",
+)
+
+
+def _flat_features(columns: tuple[str, ...], embed_video: bool) -> Any:
+    """`datasets.Features` of ``columns``, each typed once here so the row schemas cannot disagree."""
+    from datasets import Features, List, Value, Video
+
+    string = Value("string")
+    types = {
+        "id": string,
+        "video": Video() if embed_video else string,
+        "video_id": string,
+        "prompt": string,
+        "chosen": string,
+        "rejected": string,
+        "domain": string,
+        "subcategory": string,
+        "severity": string,
+        "query_style": string,
+        "is_benign_contrast": Value("bool"),
+        "description": string,
+        "rule_ids": List(string),
+        "frame_timestamps": List(Value("float64")),
+        "sampled_fps": Value("float64"),
+        "sampling": string,
+        "generators": string,
+    }
+    return Features({name: types[name] for name in columns})
+
+
 def default_features(embed_video: bool = True) -> Any:
     """`datasets.Features` of the ``default`` config.
 
@@ -58,27 +107,17 @@ def default_features(embed_video: bool = True) -> Any:
             Decode the ``video`` column as `datasets.Video` (bytes embedded or a path). With `False`
             the column is a plain string reference (path or URL), for sets too large to embed.
     """
-    from datasets import Features, List, Value, Video
+    return _flat_features(DEFAULT_COLUMNS, embed_video)
 
-    return Features(
-        {
-            "id": Value("string"),
-            "video": Video() if embed_video else Value("string"),
-            "video_id": Value("string"),
-            "prompt": Value("string"),
-            "chosen": Value("string"),
-            "rejected": Value("string"),
-            "domain": Value("string"),
-            "subcategory": Value("string"),
-            "query_style": Value("string"),
-            "description": Value("string"),
-            "rule_ids": List(Value("string")),
-            "frame_timestamps": List(Value("float64")),
-            "sampled_fps": Value("float64"),
-            "sampling": Value("string"),
-            "generators": Value("string"),
-        }
-    )
+
+def benchmark_features(embed_video: bool = True) -> Any:
+    """`datasets.Features` of SafeVidBench rows (`BENCHMARK_COLUMNS`).
+
+    Args:
+        embed_video (`bool`, defaults to `True`):
+            As in `default_features`: `datasets.Video`, or a plain string reference with `False`.
+    """
+    return _flat_features(BENCHMARK_COLUMNS, embed_video)
 
 
 def conversational_features(embed_video: bool = True) -> Any:

@@ -3,7 +3,8 @@
 Each checkpoint comes with its family's real processor, a locally trained tokenizer and the family's
 chat template, and loads with `AutoModelForImageTextToText` / `AutoProcessor` (the "text" family with
 `AutoModelForCausalLM` / `AutoTokenizer`). Without --output-dir they are cached under
-$SAFEVID_HOME/tiny-models and reused.
+$SAFEVID_HOME/tiny-models and reused. Each checkpoint is printed as one tab-separated line (family,
+architecture, parameter count, folder), or with --path-only as its folder alone.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="Rebuild even if a matching checkpoint is already there."
     )
+    parser.add_argument(
+        "--path-only",
+        action="store_true",
+        help="Print only each checkpoint's folder, one a line, for scripts: "
+        "`--model_name_or_path $(safevid tiny-models --family qwen2_5_vl --path-only)`.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     for family in families:
         output_dir = args.output_dir / family if args.output_dir is not None else None
         path = build_tiny_model(family, output_dir, seed=args.seed, overwrite=args.overwrite)
-        manifest = load_manifest(path)
-        print(f"{family}\t{manifest['architecture']}\t{manifest['num_parameters']:,} parameters\t{path}")
+        if args.path_only:
+            print(path)
+        else:
+            manifest = load_manifest(path)
+            print(f"{family}\t{manifest['architecture']}\t{manifest['num_parameters']:,} parameters\t{path}")
         sys.stdout.flush()
     return 0

@@ -37,6 +37,9 @@ from typing import Any
 
 import yaml
 
+from safevid.paths import resolve_config_path
+from safevid.schema import benchmark_features
+
 __all__ = ["BenchmarkConfig", "BenchmarkResult", "build_benchmark", "load_benchmark_config", "read_video_ids"]
 
 DEFAULT_OUTPUT_DIR = "safevidbench"
@@ -113,12 +116,8 @@ class BenchmarkConfig:
             )
 
     def resolve_path(self, path: str) -> Path:
-        candidate = Path(path).expanduser()
-        if not candidate.is_absolute() and self.source_file:
-            beside = Path(self.source_file).parent / candidate
-            if beside.exists():
-                return beside.resolve()
-        return candidate.resolve()
+        """A path in the config: next to the config file if it exists there, else in the working directory."""
+        return resolve_config_path(path, self.source_file)
 
     def build_config(self, styles: list[str]) -> Any:
         """The pipeline's `BuildConfig` for the benchmark's stages."""
@@ -170,7 +169,7 @@ def load_benchmark_config(
 def read_video_ids(config: BenchmarkConfig) -> tuple[set[str], dict[str, int]]:
     """The content hashes to exclude, and how many came from each source."""
     from safevid.pipeline.config import DecontaminationConfig
-    from safevid.pipeline.dedup import _benchmark_rows
+    from safevid.pipeline.dedup import iter_video_ids_and_queries
 
     ids: set[str] = set()
     per_source: dict[str, int] = {}
@@ -178,7 +177,9 @@ def read_video_ids(config: BenchmarkConfig) -> tuple[set[str], dict[str, int]]:
         spec = {"split": "train", "query_column": "prompt", **spec}
         decon = _from_dict(DecontaminationConfig, spec, "exclude.datasets[]")
         # The pipeline's decontamination reader: video ids from the column, or hashed from the video bytes.
-        found = {video_id for video_id, _ in _benchmark_rows(decon, config.resolve_path) if video_id}
+        found = {
+            video_id for video_id, _ in iter_video_ids_and_queries(decon, config.resolve_path) if video_id
+        }
         per_source[f"dataset:{decon.dataset}[{decon.split}]"] = len(found)
         ids |= found
     for file in config.exclude.video_id_files:
@@ -332,31 +333,6 @@ def _coverage(
     return coverage, missing
 
 
-def bench_features(embed_video: bool = True) -> Any:
-    """`datasets.Features` of SafeVidBench rows."""
-    from datasets import Features, List, Value, Video
-
-    return Features(
-        {
-            "id": Value("string"),
-            "video": Video() if embed_video else Value("string"),
-            "video_id": Value("string"),
-            "prompt": Value("string"),
-            "domain": Value("string"),
-            "subcategory": Value("string"),
-            "severity": Value("string"),
-            "query_style": Value("string"),
-            "is_benign_contrast": Value("bool"),
-            "description": Value("string"),
-            "rule_ids": List(Value("string")),
-            "frame_timestamps": List(Value("float64")),
-            "sampled_fps": Value("float64"),
-            "sampling": Value("string"),
-            "generators": Value("string"),
-        }
-    )
-
-
 def _row(
     store: Any, record: Any, taxonomy: Any, config: BenchmarkConfig, sampling: dict[str, Any]
 ) -> dict[str, Any]:
@@ -408,14 +384,14 @@ def _write(
     n_exclude_ids: int,
 ) -> BenchmarkResult:
     # The pipeline's Parquet writer (bounded row groups) and folder swap: a killed write leaves the old output.
-    from safevid.pipeline.publish import MANIFEST_NAME, _ShardWriter, _swap_in
+    from safevid.pipeline.publish import MANIFEST_NAME, ParquetShardWriter, swap_in_staged
 
     output = Path(config.output_dir)
     staging = build.work_path / "safevidbench-staging"
     shutil.rmtree(staging, ignore_errors=True)
-    schema = bench_features(config.embed_videos).arrow_schema
+    schema = benchmark_features(config.embed_videos).arrow_schema
     writers = {
-        split: _ShardWriter(staging / "data", split, schema, 1000, 32)
+        split: ParquetShardWriter(staging / "data", split, schema, 1000, 32)
         for split in (HARMFUL_SPLIT, BENIGN_SPLIT)
     }
     counts: dict[str, Counter[str]] = {
@@ -460,7 +436,7 @@ def _write(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     _write_card(config, staging / "README.md", taxonomy, manifest, files, rows, nbytes)
-    _swap_in(staging, output)
+    swap_in_staged(staging, output)
     return BenchmarkResult(output, rows, coverage, missing, n_excluded, manifest)
 
 
@@ -498,7 +474,7 @@ def _write_card(
         "default": {"data_files": [{"split": "test", "path": [globs[s] for s in present]}], "default": True},
         **{s: {"data_files": [{"split": "test", "path": globs[s]}]} for s in present},
     }
-    features = bench_features(config.embed_videos)
+    features = benchmark_features(config.embed_videos)
     infos = {}
     for name, parts in [("default", present), *[(s, [s]) for s in present]]:
         splits = SplitDict()

@@ -191,9 +191,9 @@ class _BackendRunner:
                 )
         batch = self.judge.backend.generate(requests, progress=False)
         tokens.add_summary(batch.summary)
-        # `Judge._verdict` is the judge's own result → verdict conversion (errors and parse failures become
+        # `Judge.verdict` is the judge's own result → verdict conversion (errors and parse failures become
         # undetermined verdicts with their reason); reusing it keeps the metric and the build gate identical.
-        results = [self.judge._verdict(item, result) for item, result in zip(items, batch, strict=True)]
+        results = [self.judge.verdict(item, result) for item, result in zip(items, batch, strict=True)]
         return [(r.verdict, r.raw_text) for r in results]
 
     def helpfulness(

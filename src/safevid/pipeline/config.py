@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import yaml
 
+from safevid.paths import resolve_config_path
 from safevid.video import VideoSampling
 
 DEFAULT_OUTPUT_DIR = "safevid-350k"
@@ -312,12 +313,7 @@ class BuildConfig:
 
     def resolve_path(self, path: str) -> Path:
         """An input path: next to the config file if it exists there, else relative to the working directory."""
-        candidate = Path(path).expanduser()
-        if not candidate.is_absolute() and self.source_file:
-            beside = Path(self.source_file).parent / candidate
-            if beside.exists():
-                return beside.resolve()
-        return candidate.resolve()
+        return resolve_config_path(path, self.source_file)
 
     @property
     def work_path(self) -> Path:

@@ -155,7 +155,7 @@ class SetGates:
                 folder / "benchmark.sqlite", threshold=decontaminate.near_threshold, num_perm=dedup.num_perm,
                 shingle=dedup.shingle,
             )  # fmt: skip
-            for index, (video_id, query) in enumerate(_benchmark_rows(decontaminate, resolve)):
+            for index, (video_id, query) in enumerate(iter_video_ids_and_queries(decontaminate, resolve)):
                 self.bench_rows += 1
                 if video_id:
                     self.bench_videos.add(video_id)
@@ -188,8 +188,21 @@ class SetGates:
             self.bench.close()
 
 
-def _benchmark_rows(spec: DecontaminationConfig, resolve: Any) -> Iterator[tuple[str | None, str | None]]:
-    """(video id, query) of every benchmark row; the video id hashed from the bytes where not given."""
+def iter_video_ids_and_queries(
+    spec: DecontaminationConfig, resolve: Any
+) -> Iterator[tuple[str | None, str | None]]:
+    """Yield ``(video id, query)`` for every row of the dataset ``spec`` names, streaming.
+
+    The video id is read from ``spec.video_id_column`` when the dataset has it, else it is the SHA-256
+    of the video bytes (as ingest computes it), else `None`.
+
+    Args:
+        spec (`DecontaminationConfig`): The dataset (Hub id or folder), config, split and column names.
+        resolve (`Callable[[str], Path]`): Resolves a local folder path (a config's ``resolve_path``).
+
+    Raises:
+        ValueError: The dataset has no ``spec.query_column``.
+    """
     from datasets import Video, load_dataset
 
     from safevid.pipeline.ingest import file_sha256

@@ -115,8 +115,20 @@ def merged_pairs(stores: list[RecordStore], dropped: Counter[str]) -> Iterator[t
         yield gate, pair
 
 
-class _ShardWriter:
-    """Parquet files of one (config, split): row groups of ``rows_per_row_group``, files of ``rows_per_shard``."""
+class ParquetShardWriter:
+    """Streams the rows of one split into Parquet shards, with bounded row groups and shard sizes.
+
+    Rows are buffered and written in row groups of at most ``rows_per_group`` rows, into files
+    ``<split>-<i>.parquet`` of at most ``rows_per_shard`` rows, renamed ``<split>-<i>-of-<n>.parquet``
+    by `close`. ``rows`` and ``bytes`` count what was written (for the card's split sizes).
+
+    Args:
+        folder (`Path`): Where the files go (created on the first write).
+        split (`str`): The split name, the files' prefix.
+        schema (`pyarrow.Schema`): The rows' schema (e.g. ``datasets.Features.arrow_schema``).
+        rows_per_shard (`int`): Rows per file.
+        rows_per_group (`int`): Rows per Parquet row group.
+    """
 
     def __init__(
         self, folder: Path, split: str, schema: Any, rows_per_shard: int, rows_per_group: int
@@ -208,7 +220,7 @@ def publish(
             "default": default_features(cfg.embed_videos).arrow_schema,
             "conversational": conversational_features(cfg.embed_videos).arrow_schema,
         }
-        writers: dict[tuple[str, str], _ShardWriter] = {}
+        writers: dict[tuple[str, str], ParquetShardWriter] = {}
         dropped: Counter[str] = Counter()
         counts: dict[str, Counter[str]] = {
             "domain": Counter(),
@@ -232,7 +244,7 @@ def publish(
                 writer = writers.get((name, split))
                 if writer is None:
                     folder = staging / "data" / name
-                    writer = writers[(name, split)] = _ShardWriter(
+                    writer = writers[(name, split)] = ParquetShardWriter(
                         folder, split, schemas[name], cfg.rows_per_shard, cfg.rows_per_row_group
                     )
                 flushed |= writer.add(converted)
@@ -269,7 +281,7 @@ def publish(
         )
         write_card(ctx, staging / "README.md", manifest=manifest, files=files, split_bytes=split_bytes)
         ctx.checkpoint("publish:before_swap")
-        _swap_in(staging, output)
+        swap_in_staged(staging, output)
         ctx.checkpoint("publish:after_swap")
     finally:
         for store in stores:
@@ -285,8 +297,16 @@ def publish(
     )
 
 
-def _swap_in(staging: Path, output: Path) -> None:
-    """Replace the output's data folder, card and manifest by the staged ones."""
+def swap_in_staged(staging: Path, output: Path) -> None:
+    """Replace the output's ``data/`` folder, ``README.md`` and manifest by the ones staged in ``staging``.
+
+    Everything is written to ``staging`` first and moved in by renames, so a build killed while writing
+    leaves the previous output whole. ``staging`` is removed afterwards.
+
+    Args:
+        staging (`Path`): The folder holding the new ``data/``, ``README.md`` and `MANIFEST_NAME`.
+        output (`Path`): The dataset folder to update (created if missing).
+    """
     output.mkdir(parents=True, exist_ok=True)
     old = staging.parent / "publish-previous"
     shutil.rmtree(old, ignore_errors=True)

@@ -38,12 +38,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 SUPPORTED_VERSIONS = (1,)
 DEFAULT_TAXONOMY_FILE = "safevid_taxonomy_v1.yaml"
+
+_T = TypeVar("_T")
 
 _DOMAIN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _SUBCATEGORY_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
@@ -200,20 +202,11 @@ class Taxonomy:
 
     def subcategory(self, subcategory_id: str) -> Subcategory:
         """The subcategory with this id; a `KeyError` suggests the closest ids on a typo."""
-        try:
-            return self._subcategories[subcategory_id]
-        except KeyError:
-            raise KeyError(
-                _unknown(f"subcategory {subcategory_id!r}", subcategory_id, self._subcategories, self.source)
-            ) from None
+        return self._lookup("subcategory", subcategory_id, self._subcategories)
 
     def domain(self, domain_id: str) -> Domain:
         """The domain with this id; a `KeyError` suggests the closest ids on a typo."""
-        domains = {d.id: d for d in self.domains}
-        try:
-            return domains[domain_id]
-        except KeyError:
-            raise KeyError(_unknown(f"domain {domain_id!r}", domain_id, domains, self.source)) from None
+        return self._lookup("domain", domain_id, {d.id: d for d in self.domains})
 
     def domain_of(self, subcategory_id: str) -> Domain:
         """The domain a subcategory belongs to."""
@@ -225,23 +218,24 @@ class Taxonomy:
 
     def rule(self, rule_id: str) -> Rule:
         """A rule by its id (e.g. ``"VIO-1"``)."""
-        rules = {r.id: r for s in self.subcategories for r in s.rules}
-        try:
-            return rules[rule_id]
-        except KeyError:
-            raise KeyError(_unknown(f"rule {rule_id!r}", rule_id, rules, self.source)) from None
+        return self._lookup("rule", rule_id, {r.id: r for s in self.subcategories for r in s.rules})
 
     def query_style(self, style_id: str) -> QueryStyle:
         """A query style by its id."""
-        styles = {s.id: s for s in self.query_styles}
-        try:
-            return styles[style_id]
-        except KeyError:
-            raise KeyError(_unknown(f"query style {style_id!r}", style_id, styles, self.source)) from None
+        return self._lookup("query style", style_id, {s.id: s for s in self.query_styles})
 
     @property
     def query_style_ids(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.query_styles)
+
+    def _lookup(self, kind: str, key: str, table: Mapping[str, _T]) -> _T:
+        """``table[key]``, or a `KeyError` naming the kind, the taxonomy and the closest ids."""
+        try:
+            return table[key]
+        except KeyError:
+            close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise KeyError(f"unknown {kind} {key!r} in taxonomy {self.source}{hint}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The taxonomy in the file schema (round-trips through [`Taxonomy.from_dict`], same ``sha``)."""
@@ -286,12 +280,6 @@ class Taxonomy:
     def from_dict(cls, data: Any, source: str = "<dict>") -> Taxonomy:
         """Validate parsed taxonomy data and build a `Taxonomy`; raises [`TaxonomyError`] listing every problem."""
         return _Validator(source).build(data)
-
-
-def _unknown(what: str, key: str, known: Mapping[str, Any], source: str) -> str:
-    close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {what} in taxonomy {source}{hint}"
 
 
 def _canonical_sha(data: dict[str, Any]) -> str:

@@ -54,6 +54,16 @@ _TEXT_DIMS: dict[str, Any] = {
     "num_key_value_heads": 2,
     "max_position_embeddings": 4096,
 }
+# The vision tower of both LLaVA families (CLIP for LLaVA-NeXT-Video, SigLIP for OneVision): 2 layers,
+# 32 wide, at the tiny processors' frame size.
+_LLAVA_VISION_DIMS: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": _LLAVA_SIZE,
+    "patch_size": _LLAVA_PATCH,
+}
 _MAX_NEW_TOKENS = 8
 
 
@@ -224,16 +234,7 @@ def _build_llava_next_video() -> tuple[Any, Any, dict[str, int | list[int]]]:
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
-        vision_config={
-            "model_type": "clip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": _LLAVA_SIZE,
-            "patch_size": _LLAVA_PATCH,
-            "projection_dim": 32,
-        },
+        vision_config={"model_type": "clip_vision_model", **_LLAVA_VISION_DIMS, "projection_dim": 32},
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         image_grid_pinpoints=_LLAVA_GRID_PINPOINTS,
@@ -283,16 +284,7 @@ def _build_llava_onevision() -> tuple[Any, Any, dict[str, int | list[int]]]:
             "eos_token_id": im_end,
             "pad_token_id": endoftext,
         },
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": _LLAVA_SIZE,
-            "patch_size": _LLAVA_PATCH,
-            "vision_use_head": False,
-        },
+        vision_config={"model_type": "siglip_vision_model", **_LLAVA_VISION_DIMS, "vision_use_head": False},
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         image_grid_pinpoints=_LLAVA_GRID_PINPOINTS,
