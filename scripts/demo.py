@@ -172,7 +172,11 @@ def step(title: str) -> None:
 
 def sh(command: list[str], cwd: Path) -> None:
     """Run one user-facing command, printed as a user would type it; stop the demo if it fails."""
-    print("$ " + " ".join(shlex.quote(c) for c in command), flush=True)
+    shown = command
+    if "-c" in command:  # an inline check script: show its first line, not the whole program
+        at = command.index("-c") + 1
+        shown = [*command[:at], command[at].strip().splitlines()[0] + " ...", *command[at + 1 :]]
+    print("$ " + " ".join(shlex.quote(c) for c in shown), flush=True)
     subprocess.run(command, cwd=cwd, check=True, env={**os.environ, "PATH": path_with_venv()})
 
 
