@@ -108,3 +108,42 @@ def load_image(url: str) -> Any:
     if url.startswith(("http://", "https://")):
         raise ValueError(f"remote media are not fetched by this server: {url[:80]}")
     return Image.open(url.removeprefix("file://")).convert("RGB")
+
+
+def load_image_part(value: Any) -> Any:
+    """The value of an ``image`` / ``image_url`` part (a URL, ``{"url": ...}`` or an image) as an image."""
+    if isinstance(value, dict):
+        value = value["url"]
+    return load_image(str(value)) if isinstance(value, str) else value
+
+
+def template_messages(
+    messages: list[dict[str, Any]], video_loader: Any, image_loader: Any
+) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+    """Split chat messages into what a processor's chat template takes and the media it refers to.
+
+    Each video or image part becomes a bare ``{"type": "video"}`` / ``{"type": "image"}`` placeholder, and its
+    value, passed through `video_loader` / `image_loader`, is appended to the videos / images list in placeholder
+    order: the order processors and vLLM match media to placeholders in.
+    """
+    out: list[dict[str, Any]] = []
+    images: list[Any] = []
+    videos: list[Any] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append({"role": message["role"], "content": [{"type": "text", "text": content}]})
+            continue
+        parts = []
+        for part in content:
+            kind = part["type"]
+            if kind == "text":
+                parts.append({"type": "text", "text": part["text"]})
+            elif kind in ("video", "video_url"):
+                videos.append(video_loader(part[kind]))
+                parts.append({"type": "video"})
+            elif kind in ("image", "image_url"):
+                images.append(image_loader(part[kind]))
+                parts.append({"type": "image"})
+        out.append({"role": message["role"], "content": parts})
+    return out, images, videos

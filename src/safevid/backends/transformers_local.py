@@ -136,28 +136,9 @@ class TransformersBackend(Backend):
 
     def render(self, request: ChatRequest) -> tuple[str, list[Any], list[Any]]:
         """The prompt text, images and videos of a request, in placeholder order."""
-        images: list[Any] = []
-        videos: list[Any] = []
-        template_messages = []
-        for message in request.messages:
-            content = message["content"]
-            if isinstance(content, str):
-                template_messages.append(
-                    {"role": message["role"], "content": [{"type": "text", "text": content}]}
-                )
-                continue
-            parts = []
-            for part in content:
-                kind = part["type"]
-                if kind == "text":
-                    parts.append({"type": "text", "text": part["text"]})
-                elif kind in ("video", "video_url"):
-                    videos.append(self._video(part[kind]))
-                    parts.append({"type": "video"})
-                elif kind in ("image", "image_url"):
-                    images.append(self._image(part[kind]))
-                    parts.append({"type": "image"})
-            template_messages.append({"role": message["role"], "content": parts})
+        template_messages, images, videos = media.template_messages(
+            request.messages, self._video, media.load_image_part
+        )
         if (images or videos) and not self.is_vlm:
             raise ValueError(
                 f"{self.config.model} is a text-only model; request {request.id} carries images or video"
@@ -182,12 +163,6 @@ class TransformersBackend(Backend):
         if str(video).startswith(("http://", "https://", "data:")):
             raise ValueError("the transformers backend takes sampled frames or a local video path, not a URL")
         return media.sample(str(video).removeprefix("file://"), self.config.video_sampling)
-
-    @staticmethod
-    def _image(image: Any) -> Any:
-        if isinstance(image, dict):
-            image = image["url"]
-        return media.load_image(str(image)) if isinstance(image, str) else image
 
     def _run(
         self, requests: list[ChatRequest], prepared: list[tuple[str, list[Any], list[Any]]]

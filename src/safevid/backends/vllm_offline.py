@@ -95,29 +95,9 @@ class VLLMBackend(Backend):
 
     def build_call(self, request: ChatRequest) -> VLLMCall:
         """The prompt, multimodal data and sampling arguments of ``request`` (no vLLM needed)."""
-        template_messages = []
-        videos: list[Any] = []
-        images: list[Any] = []
-        for message in request.messages:
-            content = message["content"]
-            if isinstance(content, str):
-                template_messages.append(
-                    {"role": message["role"], "content": [{"type": "text", "text": content}]}
-                )
-                continue
-            parts = []
-            for part in content:
-                kind = part["type"]
-                if kind == "text":
-                    parts.append({"type": "text", "text": part["text"]})
-                elif kind in ("video", "video_url"):
-                    videos.append(self._video_item(part[kind]))
-                    parts.append({"type": "video"})
-                else:
-                    image = part[kind]["url"] if kind == "image_url" else part[kind]
-                    images.append(media.load_image(image) if isinstance(image, str) else image)
-                    parts.append({"type": "image"})
-            template_messages.append({"role": message["role"], "content": parts})
+        template_messages, images, videos = media.template_messages(
+            request.messages, self._video_item, media.load_image_part
+        )
         prompt = self.processor.apply_chat_template(
             template_messages, add_generation_prompt=True, tokenize=False
         )
