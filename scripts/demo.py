@@ -47,7 +47,7 @@ def main() -> int:
 
     # The Hub libraries read their endpoint once, at import: point them (and every child process) at the
     # loopback Hub before anything imports them.
-    from safevid.testing.hub_server import LoopbackHub
+    from safevid.testing.hub import LoopbackHub
 
     hub = LoopbackHub(work / "hub").start()
     os.environ.update(hub.client_env())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from safevid.testing.hub_server import LoopbackHub  # stdlib + yaml only: imports no HF library
+from safevid.testing.hub import LoopbackHub  # stdlib + yaml only: imports no HF library
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="safevid-tests-"))
 atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
@@ -30,7 +30,7 @@ for secret in ("HF_TOKEN", "OPENAI_API_KEY", "SAFEVID_API_KEY"):
     os.environ.pop(secret, None)
 
 
-# ==== Loopback Hub (section owned by safevid.testing.hub_server) ===========================================
+# ==== Loopback Hub (section owned by safevid.testing.hub) ====================================================
 # One loopback Hub serves the whole session. It starts here, before any test module imports huggingface_hub,
 # datasets or evaluate, because those read HF_ENDPOINT once at import: every Hub call of the session then goes
 # to 127.0.0.1 (a stray online call fails fast with a 404 instead of waiting on DNS). Tests stay offline

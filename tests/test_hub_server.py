@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from safevid.testing.hub_server import DUMMY_TOKEN, LoopbackHub, client_env
+from safevid.testing.hub import DUMMY_TOKEN, LoopbackHub, client_env
 
 
 def test_dataset_push_to_hub_embeds_videos_and_loads_back(loopback_hub, tmp_path):

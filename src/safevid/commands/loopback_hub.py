@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safevid.testing.hub_server import LoopbackHub
+    from safevid.testing.hub import LoopbackHub
 
     # Warnings (unhandled routes, server errors) always show; --verbose adds every request.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
