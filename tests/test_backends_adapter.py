@@ -37,3 +37,22 @@ def test_an_adapter_folder_is_merged_onto_its_base(tmp_path):
     for name, parameter in merged.named_parameters():
         torch.testing.assert_close(loaded[name], parameter)
     assert _greedy(str(tmp_path / "adapter")) != _greedy(str(base))
+
+
+def test_a_checkpoint_saved_again_in_place_misses_the_response_cache(tmp_path):
+    """Retraining into the same folder (a DPO `output_dir`) must not serve the old model's cached answers."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(build_tiny_model("text"), folder)
+    request = ChatRequest([{"role": "user", "content": "Is this safe?"}], SamplingParams(max_tokens=4))
+    options = {"kind": "transformers", "model": str(folder), "cache_dir": str(tmp_path / "cache")}
+
+    assert not make_backend(**options).generate([request], progress=False)[0].cached
+    assert make_backend(**options).generate([request], progress=False)[0].cached  # same weights: a hit
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save_pretrained(folder)
+    assert not make_backend(**options).generate([request], progress=False)[0].cached

@@ -192,17 +192,14 @@ class _BatchRun:
             len(self.requests), progress, desc=f"{backend.kind}:{backend.config.model}"
         )
         cache = backend.cache
+        extra = backend.cache_extra() if cache is not None else None  # once a batch: it may stat a checkpoint
         self.keys: list[str | None] = [None] * len(self.requests)
         self.pending: list[int] = []
         for i, request in enumerate(self.requests):
             if cache is not None:
                 try:
                     key = request_key(
-                        backend.kind,
-                        backend.config.model,
-                        backend.config.revision,
-                        request,
-                        backend.cache_extra(),
+                        backend.kind, backend.config.model, backend.config.revision, request, extra
                     )
                 except (
                     OSError,

@@ -25,6 +25,24 @@ from safevid.paths import safevid_home
 _FORMAT = 1
 
 
+def checkpoint_fingerprint(model: str) -> str | None:
+    """A cheap identity of a local checkpoint folder's weights, for cache keys of in-process backends.
+
+    A folder is often retrained in place (``output_dir`` of a DPO run): its path alone would serve the old
+    model's cached answers. The name, size and modification time of every file in it change with any
+    re-save, without reading gigabytes of weights. ``None`` for a Hub id (its `revision` is the identity).
+    """
+    root = Path(model)
+    if not root.is_dir():
+        return None
+    stats = sorted(
+        (str(path.relative_to(root)), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in root.rglob("*")
+        if path.is_file()
+    )
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+
+
 def default_cache_dir() -> Path:
     """``safevid_home()/cache/responses``."""
     return safevid_home() / "cache" / "responses"

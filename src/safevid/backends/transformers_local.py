@@ -27,6 +27,7 @@ from typing import Any
 
 from safevid.backends import media
 from safevid.backends.base import Backend, BackendConfig, BatchHooks
+from safevid.backends.cache import checkpoint_fingerprint
 from safevid.backends.types import ChatRequest, ChatResult, Choice, RequestError, TokenLogprob, Usage
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,11 @@ class TransformersBackend(Backend):
             self._eos_ids.add(self.tokenizer.eos_token_id)
 
     def cache_extra(self) -> Any:
-        return {"video_sampling": self.config.video_sampling, "dtype": self.config.dtype}
+        return {
+            "video_sampling": self.config.video_sampling,
+            "dtype": self.config.dtype,
+            "checkpoint": checkpoint_fingerprint(self.config.model),
+        }
 
     def _generate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
         self.load()

@@ -27,6 +27,7 @@ from typing import Any
 
 from safevid.backends import media
 from safevid.backends.base import Backend, BackendConfig, BatchHooks
+from safevid.backends.cache import checkpoint_fingerprint
 from safevid.backends.types import ChatRequest, ChatResult, Choice, RequestError, TokenLogprob, Usage
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,11 @@ class VLLMBackend(Backend):
         return kwargs
 
     def cache_extra(self) -> Any:
-        return {"video_sampling": self.config.video_sampling, "dtype": self.config.dtype}
+        return {
+            "video_sampling": self.config.video_sampling,
+            "dtype": self.config.dtype,
+            "checkpoint": checkpoint_fingerprint(self.config.model),
+        }
 
     @property
     def processor(self) -> Any:
