@@ -11,15 +11,15 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> module; a later capability adds one line here.
+# subcommand -> module, in the order `--help` lists them: the three parts first, then the offline kit.
 COMMANDS: dict[str, str] = {
-    "tiny-models": "safevid.commands.tiny_models",
-    "make-videos": "safevid.commands.make_videos",
-    "sample": "safevid.commands.sample",
-    "loopback-hub": "safevid.commands.loopback_hub",
-    "serve": "safevid.commands.serve",
     "build": "safevid.commands.build",
     "eval": "safevid.commands.eval",
+    "serve": "safevid.commands.serve",
+    "sample": "safevid.commands.sample",
+    "tiny-models": "safevid.commands.tiny_models",
+    "make-videos": "safevid.commands.make_videos",
+    "loopback-hub": "safevid.commands.loopback_hub",
 }
 
 
