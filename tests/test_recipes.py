@@ -133,9 +133,16 @@ def test_two_cpu_ranks_with_torchrun(demo_set, tmp_path):
          *_recipe_args(demo_set, tmp_path)],
         tmp_path,
     )  # fmt: skip
-    # Rank 0 decoded the videos; rank 1 read its cache (the report is printed once, by the main process).
+    # Rank 0 decoded the videos into the frame store and prepared the rows; rank 1 read both (the report is
+    # printed once, by the main process).
     assert proc.stdout.count("[safevid] train: kept 4 of 4 rows") == 1
-    assert len(list((tmp_path / "cache").glob("frames-*.arrow"))) == 1
+    assert len(list((tmp_path / "cache").glob("rows-*.arrow"))) == 1
+    # One frame store entry per distinct video (the demo rows alternate between two), no temporary file left.
+    from safevid.training import load_preference_dataset
+
+    videos = set(load_preference_dataset(demo_set)["video_id"])
+    assert len(list((tmp_path / "cache" / "frames").glob("*/*.npy"))) == len(videos) == 2
+    assert not list((tmp_path / "cache" / "frames").glob("*/*.tmp"))
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
     assert "| `world size` | `2` |" in (tmp_path / "out" / "README.md").read_text()
 
@@ -144,7 +151,7 @@ def test_push_to_hub_with_a_model_card(demo_set, tmp_path, loopback_hub):
     from huggingface_hub import hf_hub_download
     from peft import LoraConfig
 
-    from safevid.testing.hub_server import DUMMY_TOKEN
+    from safevid.testing.hub import DUMMY_TOKEN
     from safevid.training import VideoDPOConfig, VideoDPOTrainer, load_preference_dataset
 
     repo_id = loopback_hub.unique_repo_id("tiny-video-dpo")

@@ -40,14 +40,15 @@ def test_both_configs_give_the_same_rows_and_the_cached_frames(demo_set, qwen25,
     args = _args(tmp_path, max_length=None)
     flat, _ = prepare_preference_dataset(load_preference_dataset(demo_set, "default"), qwen25, args)
     chat, _ = prepare_preference_dataset(load_preference_dataset(demo_set, "conversational"), qwen25, args)
-    for column in ("prompt_ids", "chosen_ids", "rejected_ids", "frames", "num_vision_tokens"):
+    for column in ("prompt_ids", "chosen_ids", "rejected_ids", "frame_key", "num_vision_tokens"):
         assert flat[column] == chat[column]
-    # The cached frames are exactly what the stored sampling decodes.
+    # The stored frames are exactly what the stored sampling decodes.
     raw = load_preference_dataset(demo_set, "default").cast_column("video", _undecoded())[0]
     expected = sample_video(
         raw["video"], data_module.VideoSampling.from_dict(json.loads(raw["sampling"]))
     ).frames
-    assert torch.equal(data_module.CachedVideo.from_row(flat[0]).frames, expected)
+    stored = data_module.CachedVideo.from_row(flat[0], data_module.frame_store_for(args)).frames
+    assert torch.equal(stored, expected)
     assert expected.shape[0] == 4
 
 
@@ -62,14 +63,15 @@ def test_frames_are_decoded_once_then_read_from_the_cache(demo_set, qwen25, tmp_
     monkeypatch.setattr(data_module, "sample_video", no_decoding)
     again, _ = prepare_preference_dataset(dataset, qwen25, args)
     assert again.cache_files == first.cache_files
-    assert again["frames"] == first["frames"]
+    assert again["frame_key"] == first["frame_key"]
 
 
 def test_qwen25_gets_the_sampled_fps_and_both_halves_share_the_pixels(demo_set, qwen25, tmp_path):
     prepared, _ = prepare_preference_dataset(
         load_preference_dataset(demo_set, "default"), qwen25, _args(tmp_path)
     )
-    batch = VideoPreferenceCollator(qwen25)(list(prepared.select(range(2))))
+    store = data_module.frame_store_for(_args(tmp_path))
+    batch = VideoPreferenceCollator(qwen25, store)(list(prepared.select(range(2))))
     # 4 of 16 source frames at 10 fps: sampled at 2.5 fps, two frames per temporal patch -> 0.8 s, not 2/24.
     assert batch["second_per_grid_ts"].tolist() == pytest.approx([0.8] * 4)
     assert batch["input_ids"].shape[0] == 4

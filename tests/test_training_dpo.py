@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,8 +19,16 @@ def _args(tmp_path, **overrides) -> VideoDPOConfig:
     return tiny_dpo_config(tmp_path / "out", tmp_path / "cache", max_length=2048, **overrides)
 
 
-def _blank(dataset):
-    return dataset.map(lambda row: {"frames": bytes(len(row["frames"]))})
+def _blank(rows, store):
+    """The same rows pointing at black frames of the same shape (new entries in the frame store)."""
+
+    def blank(row):
+        frames, metadata = store.load(row["frame_key"])
+        key = f"blank-{row['frame_key']}"
+        store.put(key, np.zeros_like(frames), metadata)
+        return {"frame_key": key}
+
+    return rows.map(blank)
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -59,5 +68,6 @@ def test_dpo_steps_train_the_video_path(family, mode, demo_set, tmp_path):
     rows = trainer.train_dataset.select(range(2))
     with torch.no_grad():
         real = trainer.compute_loss(trainer.model, trainer.data_collator(list(rows)))
-        blank = trainer.compute_loss(trainer.model, trainer.data_collator(list(_blank(rows))))
+        blanked = _blank(rows, trainer.data_collator.frame_store)
+        blank = trainer.compute_loss(trainer.model, trainer.data_collator(list(blanked)))
     assert not torch.isclose(real, blank, atol=1e-5)

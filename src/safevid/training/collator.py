@@ -8,7 +8,8 @@ from typing import Any
 from transformers.data.data_collator import DataCollatorMixin
 
 from safevid.families import get_family, video_processor_inputs
-from safevid.training.data import CachedVideo
+from safevid.training.data import CachedVideo, default_cache_dir
+from safevid.training.frame_store import FrameStore
 
 
 @dataclass
@@ -18,7 +19,8 @@ class VideoPreferenceCollator(DataCollatorMixin):
     The batch holds `2 * B` sequences, the B prompts followed by their chosen completions, then the same prompts
     followed by their rejected completions (TRL's layout), right-padded, with `completion_mask`. The cached frames
     of each row go through the processor's video pipeline once (resize, normalise, patchify) and the resulting
-    tensors are repeated for the two halves, so both halves see identical pixels. Which tensors travel depends on
+    tensors are repeated for the two halves, so both halves see identical pixels. The frames are memory-mapped from
+    the frame store by each row's `frame_key` (rows sharing a video share one entry). Which tensors travel depends on
     the family (`safevid.families`): `pixel_values_videos` and `video_grid_thw` for Qwen-VL models, plus
     `second_per_grid_ts` computed from the sampled fps for Qwen2.5-VL, `mm_token_type_ids` where the processor
     makes them, `pixel_values_videos` alone for LLaVA-NeXT-Video and LLaVA-OneVision.
@@ -28,13 +30,19 @@ class VideoPreferenceCollator(DataCollatorMixin):
     Args:
         processor:
             The model's transformers processor.
+        frame_store (`FrameStore`, *optional*):
+            Where the rows' frames are: `safevid.training.data.frame_store_for(args)`. Defaults to the store of the
+            default `cache_dir`.
         return_tensors (`str`, defaults to `"pt"`).
     """
 
     processor: Any
+    frame_store: FrameStore | None = None
     return_tensors: str = "pt"
 
     def __post_init__(self) -> None:
+        if self.frame_store is None:
+            self.frame_store = FrameStore(default_cache_dir() / "frames")
         self.family = get_family(self.processor)
         tokenizer = self.processor.tokenizer
         self.pad_token_id = (
@@ -46,7 +54,7 @@ class VideoPreferenceCollator(DataCollatorMixin):
         import torch
         from trl.trainer.utils import pad
 
-        videos = [CachedVideo.from_row(example) for example in examples]
+        videos = [CachedVideo.from_row(example, self.frame_store) for example in examples]
         # The placeholder alone is enough text: the processor expands it and computes the video tensors
         # (and Qwen2.5-VL's `second_per_grid_ts` from each video's metadata).
         vision = self.processor(

@@ -73,9 +73,14 @@ class VideoDPOConfig(DPOConfig):
             Decoder, `"torchcodec"` or `"pyav"` (overrides the rows' sampling).
         skip_bad_videos (`bool`, *optional*, defaults to `False`):
             Drop rows whose video cannot be decoded (counted and reported) instead of failing.
+        frame_timestamps_mismatch (`str`, *optional*, defaults to `"warn"`):
+            What to do with a row whose re-sampled frame timestamps differ from its `frame_timestamps` (written by the
+            build) by more than half a source frame, when the run samples as the build did: `"warn"` keeps it,
+            `"drop"` drops it; either way it is counted per reason and reported.
         cache_dir (`str`, *optional*):
-            Where the decoded-frame cache and the precomputed reference log-probs are kept, keyed by hashes of the
-            dataset, processor, sampling and model, and reused across runs. Defaults to `$SAFEVID_HOME/dpo-cache`.
+            Where the decoded frames (`frames/`, one entry per video and sampling, shared by every row and rank), the
+            prepared rows and the precomputed reference log-probs are kept, keyed by hashes of the videos, dataset,
+            processor, sampling and model, and reused across runs. Defaults to `$SAFEVID_HOME/dpo-cache`.
     """
 
     max_length: int | None = field(
@@ -107,11 +112,19 @@ class VideoDPOConfig(DPOConfig):
             "help": "Drop rows whose video cannot be decoded (counted and reported) instead of failing."
         },
     )
+    frame_timestamps_mismatch: str = field(
+        default="warn",
+        metadata={
+            "help": "A row whose re-sampled frame timestamps differ from the build's `frame_timestamps`: 'warn' "
+            "(keep it) or 'drop'. Counted and reported either way.",
+            "choices": ["warn", "drop"],
+        },
+    )
     cache_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Frame cache and precomputed reference log-probs, reused across runs "
-            "(default: $SAFEVID_HOME/dpo-cache)."
+            "help": "Decoded frames (one per video and sampling), prepared rows and precomputed reference "
+            "log-probs, reused across runs (default: $SAFEVID_HOME/dpo-cache)."
         },
     )
 
@@ -121,6 +134,11 @@ class VideoDPOConfig(DPOConfig):
             raise ValueError(
                 f"truncation_mode={self.truncation_mode!r}: video DPO never truncates (cutting vision tokens breaks "
                 "the model); over-long rows are dropped instead. Remove `truncation_mode`."
+            )
+        if self.frame_timestamps_mismatch not in ("warn", "drop"):
+            raise ValueError(
+                f"frame_timestamps_mismatch={self.frame_timestamps_mismatch!r}: use 'warn' (keep and report such "
+                "rows) or 'drop' (drop and report them)."
             )
         if self.padding_free:
             raise ValueError("padding_free=True is not supported by video DPO; remove it.")

@@ -1,11 +1,25 @@
-"""Turn a SafeVid preference split into training rows: frames decoded once, tokens counted, nothing truncated.
+"""Turn a SafeVid preference split into training rows: each video decoded once, tokens counted, nothing truncated.
 
-One preprocessing pass (`datasets.map`, cached in an Arrow file keyed by a hash of the dataset, the processor and
-the sampling) decodes each row's video with the `VideoSampling` stored in the row, renders the chat template,
-expands the video placeholder through the model's own processor and tokenizes the two completions. The decoded
-frames are kept as raw uint8 bytes, so every later epoch, and both halves (chosen, rejected) of every pair, reuse
-them: the collator only resizes and normalises. Rows whose vision plus text tokens exceed `max_length` are
-dropped and counted per reason; vision tokens are never cut.
+Preparation makes two passes, the global main process first (then each node's local main, then the other ranks,
+which find the work done):
+
+1. Frames. A row's frames are named by a `frame_key`: its video's identity (the `video_id` column, which a SafeVid
+   build sets to the SHA-256 of the video file, else a hash of the embedded bytes or the path) combined with the
+   effective `VideoSampling` (the row's `sampling` column with the run's `video_*` overrides). Each key missing from
+   the `FrameStore` in `<cache_dir>/frames` is decoded once, from the first row naming it, and written atomically
+   (layout and guarantees in `safevid.training.frame_store`). Rows sharing a video share one entry: with SafeVid's
+   ~10 pairs per video that is a tenth of the disk and of the decoding of a per-row copy, and a later run, or
+   another rank, decodes nothing. Damaged entries are detected and decoded again.
+2. Rows. A `datasets.map`, cached in `<cache_dir>/rows-<fingerprint>.arrow` (a hash of the dataset, the processor
+   and the sampling), renders the chat template, expands the video placeholder through the model's own processor
+   (fed the stored frames) and tokenizes the two completions. A row keeps the key, the frames' shape and their
+   metadata, not the frames: the collator memory-maps them by key, for every epoch and both halves of a pair.
+
+Rows whose vision plus text tokens exceed `max_length` are dropped and counted per reason; vision tokens are never
+cut. A row that carries the build's `frame_timestamps` and is sampled exactly as built (no overriding `video_*`
+setting) is checked: its re-sampled timestamps must match the built ones within half a source frame, so the model
+trains on the frames its answers were written about. Mismatches are counted per reason and reported, and the rows
+kept (`frame_timestamps_mismatch="warn"`, the default) or dropped (`"drop"`).
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from safevid.families import VideoFamily, get_family, video_processor_inputs
 from safevid.schema import CONVERSATIONAL_METADATA, REQUIRED_FOR_TRAINING, to_conversational
+from safevid.training.frame_store import STORE_VERSION, FrameStore, frame_key, video_identity
 from safevid.video import VideoDecodeError, VideoSampling, sample_video
 
 if TYPE_CHECKING:
@@ -27,14 +42,14 @@ if TYPE_CHECKING:
 
     from safevid.training.config import VideoDPOConfig
 
-# Bump when the preprocessing changes what it writes: old caches are then ignored, not misread.
-CACHE_VERSION = 1
+# Bump when the row pass changes what it writes: old row caches are then ignored, not misread.
+CACHE_VERSION = 2
 # Columns of a prepared split; the collator reads the first group, the report the second.
 PREPARED_COLUMNS: tuple[str, ...] = (
     "prompt_ids",
     "chosen_ids",
     "rejected_ids",
-    "frames",
+    "frame_key",
     "frames_shape",
     "video_metadata",
     "num_vision_tokens",
@@ -42,15 +57,20 @@ PREPARED_COLUMNS: tuple[str, ...] = (
 REPORT_COLUMNS: tuple[str, ...] = (
     "row_name",
     "drop_reason",
+    "timestamps_check",
     "num_tokens",
     "num_text_tokens",
     "sampling_used",
 )
+# Values of `timestamps_check` that are not a mismatch ("<reason>: <detail>").
+_UNCHECKED, _OVERRIDDEN, _MATCH = "", "overridden", "match"
+# Column holding each row's frame key during the row pass (removed from its output).
+_KEY_COLUMN = "_safevid_frame_key"
 
 
 @dataclass
 class CachedVideo:
-    """Frames of one row read back from the cache, with the metadata the processor needs.
+    """Frames of one prepared row, read from the frame store, with the metadata the processor needs.
 
     It quacks like `safevid.video.SampledVideo` for `safevid.families.video_processor_inputs`.
     """
@@ -64,19 +84,27 @@ class CachedVideo:
         return VideoMetadata(**self.metadata)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> CachedVideo:
-        """Rebuild the frames of a prepared row (no decoding: a view of the cached bytes)."""
-        import numpy as np
+    def from_row(cls, row: dict[str, Any], store: FrameStore) -> CachedVideo:
+        """The frames of a prepared row: a memory map of its store entry (no decoding, no copy until used).
+
+        Raises:
+            `ValueError`: the entry is missing, damaged, or not the shape the row was prepared with.
+        """
         import torch
 
-        shape = tuple(row["frames_shape"])
-        array = np.frombuffer(row["frames"], dtype=np.uint8).reshape(shape)
-        return cls(frames=torch.from_numpy(array.copy()), metadata=json.loads(row["video_metadata"]))
+        frames, _ = store.load(row["frame_key"])
+        if list(frames.shape) != list(row["frames_shape"]):
+            raise ValueError(
+                f"Frame store entry {row['frame_key']} holds frames of shape {list(frames.shape)}, but the row was "
+                f"prepared with {list(row['frames_shape'])}: the store and the prepared rows disagree. Delete "
+                f"{store.root} and prepare the data again."
+            )
+        return cls(frames=torch.from_numpy(frames), metadata=json.loads(row["video_metadata"]))
 
 
 @dataclass
 class PreparationReport:
-    """What the preprocessing pass kept and dropped, per reason."""
+    """What the preprocessing pass kept, dropped and warned about, per reason, and how many videos it decoded."""
 
     split: str
     total: int
@@ -87,12 +115,19 @@ class PreparationReport:
     samplings: list[str] = field(
         default_factory=list
     )  # JSON `VideoSampling`s the kept rows were decoded with
+    warned: Counter = field(default_factory=Counter)  # kept rows with a problem, per reason
+    warning_examples: dict[str, list[str]] = field(default_factory=dict)
+    videos: int = 0  # distinct (video, sampling) frame store entries the rows name
+    decoded: int = 0  # of which decoded by this call (the rest were read from the store)
 
     def format(self) -> str:
         lines = [f"[safevid] {self.split}: kept {self.kept} of {self.total} rows"]
         for reason, count in sorted(self.dropped.items()):
             shown = ", ".join(self.examples.get(reason, [])[:3])
             lines.append(f"  dropped {count} ({reason}), e.g. {shown}")
+        for reason, count in sorted(self.warned.items()):
+            shown = ", ".join(self.warning_examples.get(reason, [])[:3])
+            lines.append(f"  warning: kept {count} ({reason}), e.g. {shown}")
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -136,10 +171,15 @@ def default_cache_dir() -> Path:
     return safevid_home() / "dpo-cache"
 
 
+def frame_store_for(args: VideoDPOConfig) -> FrameStore:
+    """The frame store of a run: `<cache_dir>/frames`."""
+    return FrameStore(Path(args.cache_dir or default_cache_dir()) / "frames")
+
+
 def prepare_preference_dataset(
     dataset: Dataset, processor: Any, args: VideoDPOConfig, *, split: str = "train"
 ) -> tuple[Dataset, PreparationReport]:
-    """Decode, tokenize and length-check every row once; return the rows to train on and a report.
+    """Decode each video once into the frame store, tokenize and length-check every row; return the rows and a report.
 
     Args:
         dataset (`datasets.Dataset`):
@@ -147,16 +187,17 @@ def prepare_preference_dataset(
         processor:
             The model's transformers processor (it must handle video).
         args (`VideoDPOConfig`):
-            Supplies `max_length`, the `video_*` sampling overrides, `skip_bad_videos`, `cache_dir` and
-            `dataset_num_proc`.
+            Supplies `max_length`, the `video_*` sampling overrides, `skip_bad_videos`, `frame_timestamps_mismatch`,
+            `cache_dir` and `dataset_num_proc`.
         split (`str`): name used in messages.
 
     Returns:
         `(Dataset, PreparationReport)`: the kept rows (columns `PREPARED_COLUMNS` plus report columns), and counts.
+        The rows' frames are in `frame_store_for(args)`.
 
     Raises:
-        `ValueError`: a required column is missing; a video cannot be decoded (unless `skip_bad_videos`); a prompt
-        has no video; every row was dropped. Messages name the row and the fix.
+        `ValueError`: a required column is missing; a row's `sampling` is invalid; a video cannot be decoded (unless
+        `skip_bad_videos`); a prompt has no video; every row was dropped. Messages name the row and the fix.
     """
     from datasets import Features, List, Value, Video
     from trl.trainer.utils import global_then_local_main_first
@@ -169,39 +210,55 @@ def prepare_preference_dataset(
     if isinstance(dataset.features["video"], Video):
         # Undecoded: {"path", "bytes"} go to `sample_video`, which seeks instead of decoding every frame.
         dataset = dataset.cast_column("video", Video(decode=False))
-    fingerprint = _fingerprint(dataset, processor, args)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    store = frame_store_for(args)
+    row_args = _RowArgs.from_config(args)
+    keys = _frame_keys(dataset, row_args)
+    fingerprint = _fingerprint(dataset, processor, args)
     features = Features(
         {
             "prompt_ids": List(Value("int32")),
             "chosen_ids": List(Value("int32")),
             "rejected_ids": List(Value("int32")),
-            "frames": Value("large_binary"),
+            "frame_key": Value("string"),
             "frames_shape": List(Value("int32")),
             "video_metadata": Value("string"),
             "num_vision_tokens": Value("int32"),
             "row_name": Value("string"),
             "drop_reason": Value("string"),
+            "timestamps_check": Value("string"),
             "num_tokens": Value("int32"),
             "num_text_tokens": Value("int32"),
             "sampling_used": Value("string"),
         }
     )
     with global_then_local_main_first():
+        failures, decoded = _fill_frame_store(dataset, keys, store, row_args, args.dataset_num_proc, split)
         prepared = dataset.map(
             _prepare_row,
             with_indices=True,
-            fn_kwargs={"processor": processor, "family": family, "args": _RowArgs.from_config(args)},
+            fn_kwargs={
+                "processor": processor,
+                "family": family,
+                "args": row_args,
+                "keys": keys,
+                "store": store,
+                "failures": failures,
+            },
             remove_columns=dataset.column_names,
             features=features,
             num_proc=args.dataset_num_proc,
-            writer_batch_size=32,  # a row holds T frames: keep Arrow batches small
-            cache_file_name=str(cache_dir / f"frames-{fingerprint}.arrow"),
+            cache_file_name=str(cache_dir / f"rows-{fingerprint}.arrow"),
             new_fingerprint=fingerprint,
-            desc=f"Decoding videos and tokenizing the {split} split",
+            desc=f"Tokenizing the {split} split",
         )
-    report, keep = _select(prepared, args.max_length, split)
+    report, keep = _select(prepared, args.max_length, split, args.frame_timestamps_mismatch)
+    report.videos, report.decoded = len(set(keys)), decoded
+    report.notes.append(
+        f"frames: {report.videos} distinct video(s) for {len(keys)} rows; {decoded} decoded now, "
+        f"{report.videos - decoded} read from the frame store {store.root}"
+    )
     from accelerate import PartialState
 
     PartialState().print(report.format())
@@ -242,22 +299,119 @@ class _RowArgs:
         return self.config.apply_sampling_overrides(base)
 
 
-def _prepare_row(
-    row: dict[str, Any], index: int, *, processor: Any, family: VideoFamily, args: _RowArgs
-) -> dict:
-    from trl.data_utils import apply_chat_template
+def _row_name(row_id: str | None, index: int) -> str:
+    return f"id={row_id}" if row_id else f"row {index}"
 
-    name = f"id={row['id']}" if row.get("id") else f"row {index}"
-    sampling = args.sampling(row.get("sampling"))
+
+def _frame_keys(dataset: Dataset, args: _RowArgs) -> list[str]:
+    """Each row's frame store key, reading only the small columns (the videos only of rows without `video_id`)."""
+    size, columns = len(dataset), dataset.column_names
+
+    def column(name: str) -> list[Any]:
+        return list(dataset[name]) if name in columns else [None] * size
+
+    identities, samplings, ids = column("video_id"), column("sampling"), column("id")
+    unnamed = [index for index, identity in enumerate(identities) if not identity]
+    if unnamed:
+        videos = dataset.select(unnamed).select_columns(["video"])
+        for index, row in zip(unnamed, videos, strict=True):
+            try:
+                identities[index] = video_identity(row["video"])
+            except TypeError as error:
+                raise ValueError(
+                    f"Row {_row_name(ids[index], index)}: {error}; give the row a `video_id` (a SafeVid build does)."
+                ) from error
+    parsed: dict[str | None, VideoSampling] = {}
+    keys: dict[tuple[str, str | None], str] = {}
+    out = []
+    for index, (identity, stored) in enumerate(zip(identities, samplings, strict=True)):
+        if stored not in parsed:
+            try:
+                parsed[stored] = args.sampling(stored)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"Row {_row_name(ids[index], index)}: invalid `sampling` {stored!r}: {error}. It must be the "
+                    "JSON of a `safevid.video.VideoSampling` (`to_dict()`), as a SafeVid build writes it."
+                ) from error
+        if (identity, stored) not in keys:
+            keys[identity, stored] = frame_key(identity, parsed[stored])
+        out.append(keys[identity, stored])
+    return out
+
+
+def _fill_frame_store(
+    dataset: Dataset, keys: list[str], store: FrameStore, args: _RowArgs, num_proc: int | None, split: str
+) -> tuple[dict[str, str], int]:
+    """Decode every key missing from the store once, from its first row; return `({key: error}, decodes)`."""
+    from datasets import Features, Value
+
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    missing = [(key, index) for key, index in first.items() if not store.has(key)]
+    if not missing:
+        return {}, 0
+    todo = dataset.select([index for _, index in missing])
+    outcome = todo.map(
+        _decode_into_store,
+        with_indices=True,
+        fn_kwargs={"missing": missing, "store": store, "args": args},
+        remove_columns=todo.column_names,
+        features=Features({"error": Value("string")}),
+        num_proc=min(num_proc, len(missing)) if num_proc else None,
+        keep_in_memory=True,  # the store is the cache; this pass only returns errors
+        new_fingerprint=hashlib.sha256("".join(key for key, _ in missing).encode()).hexdigest()[:32],
+        desc=f"Decoding {len(missing)} videos of the {split} split",
+    )
+    failures = {key: error for (key, _), error in zip(missing, outcome["error"], strict=True) if error}
+    return failures, len(missing)
+
+
+def _decode_into_store(
+    row: dict[str, Any], index: int, *, missing: list[tuple[str, int]], store: FrameStore, args: _RowArgs
+) -> dict[str, str]:
+    key, row_index = missing[index]
+    name = _row_name(row.get("id"), row_index)
     try:
-        video = sample_video(row["video"], sampling)
+        video = sample_video(row["video"], args.sampling(row.get("sampling")))
     except (VideoDecodeError, TypeError) as error:
         if args.skip_bad_videos:
-            return _dropped(name, f"undecodable video: {error}", sampling)
+            return {"error": f"undecodable video: {error}"}
         raise ValueError(
             f"Row {name}: {error}. Fix or remove this row's video, or set `skip_bad_videos: true` to drop such rows "
             "(they are counted and reported)."
         ) from error
+    metadata = video.transformers_metadata()
+    transformers_fields = {
+        attribute: getattr(metadata, attribute)
+        for attribute in _METADATA_FIELDS
+        if getattr(metadata, attribute, None) is not None
+    }
+    store.put(key, video.frames, {"sampled": video.metadata(), "transformers": transformers_fields})
+    return {"error": ""}
+
+
+def _prepare_row(
+    row: dict[str, Any],
+    index: int,
+    *,
+    processor: Any,
+    family: VideoFamily,
+    args: _RowArgs,
+    keys: list[str],
+    store: FrameStore,
+    failures: dict[str, str],
+) -> dict:
+    import torch
+    from trl.data_utils import apply_chat_template
+
+    name = _row_name(row.get("id"), index)
+    sampling = args.sampling(row.get("sampling"))
+    key = keys[index]
+    if key in failures:
+        return _dropped(name, failures[key], sampling)
+    frames, stored = store.load(key)
+    video = CachedVideo(frames=torch.from_numpy(frames), metadata=stored["transformers"])
     messages = _messages(row, name)
     texts = apply_chat_template(messages, processor)
     encoded = processor(
@@ -276,24 +430,17 @@ def _prepare_row(
     rejected_ids = tokenizer(texts["rejected"], add_special_tokens=False)["input_ids"]
     if not chosen_ids or not rejected_ids:
         return _dropped(name, "empty completion", sampling)
-    frames = video.frames.contiguous()
-    metadata = video.transformers_metadata()
     return {
         "prompt_ids": prompt_ids,
         "chosen_ids": chosen_ids,
         "rejected_ids": rejected_ids,
-        "frames": frames.numpy().tobytes(),
+        "frame_key": key,
         "frames_shape": list(frames.shape),
-        "video_metadata": json.dumps(
-            {
-                key: getattr(metadata, key)
-                for key in _METADATA_FIELDS
-                if getattr(metadata, key, None) is not None
-            }
-        ),
+        "video_metadata": json.dumps(stored["transformers"]),
         "num_vision_tokens": num_vision,
         "row_name": name,
         "drop_reason": "",
+        "timestamps_check": _check_timestamps(row, sampling, stored["sampled"]),
         "num_tokens": len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)),
         "num_text_tokens": len(prompt_ids) - num_vision + max(len(chosen_ids), len(rejected_ids)),
         "sampling_used": json.dumps(sampling.to_dict(), sort_keys=True),
@@ -311,17 +458,42 @@ _METADATA_FIELDS = (
 )
 
 
+def _check_timestamps(row: dict[str, Any], sampling: VideoSampling, sampled: dict[str, Any]) -> str:
+    """Compare the re-sampled timestamps with the build's `frame_timestamps`, when the sampling is the build's.
+
+    Returns `""` (nothing to compare), `"overridden"` (the run samples differently, so they may differ), `"match"`,
+    or `"<reason>: <detail>"`. The tolerance is half a source frame: any more and it is another frame.
+    """
+    built = row.get("frame_timestamps") or []
+    if not built or not row.get("sampling"):
+        return _UNCHECKED
+    if VideoSampling.from_dict(json.loads(row["sampling"])) != sampling:
+        return _OVERRIDDEN
+    now = sampled["timestamps"]
+    if len(now) != len(built):
+        return f"frame count differs from the build: {len(now)} sampled, {len(built)} in `frame_timestamps`"
+    tolerance = 0.5 / sampled["source_fps"]
+    for position, (got, want) in enumerate(zip(now, built, strict=True)):
+        if abs(got - want) > tolerance:
+            return (
+                f"frame timestamps differ from the build: frame {position} at {got:.3f} s, built at {want:.3f} s "
+                f"(tolerance {tolerance:.3f} s)"
+            )
+    return _MATCH
+
+
 def _dropped(name: str, reason: str, sampling: VideoSampling) -> dict[str, Any]:
     return {
         "prompt_ids": [],
         "chosen_ids": [],
         "rejected_ids": [],
-        "frames": b"",
+        "frame_key": "",
         "frames_shape": [],
         "video_metadata": "{}",
         "num_vision_tokens": 0,
         "row_name": name,
         "drop_reason": reason,
+        "timestamps_check": _UNCHECKED,
         "num_tokens": 0,
         "num_text_tokens": 0,
         "sampling_used": json.dumps(sampling.to_dict(), sort_keys=True),
@@ -349,34 +521,58 @@ def _content(message: dict[str, Any]) -> list[Any]:
     return content if isinstance(content, list) else []
 
 
-def _select(prepared: Dataset, max_length: int | None, split: str) -> tuple[PreparationReport, list[int]]:
-    report_columns = prepared.select_columns(list(REPORT_COLUMNS))
-    reasons = report_columns["drop_reason"]
-    lengths = report_columns["num_tokens"]
-    names = report_columns["row_name"]
+def _select(
+    prepared: Dataset, max_length: int | None, split: str, on_mismatch: str
+) -> tuple[PreparationReport, list[int]]:
+    columns = prepared.select_columns(list(REPORT_COLUMNS))
+    reasons, checks = columns["drop_reason"], columns["timestamps_check"]
+    lengths, names = columns["num_tokens"], columns["row_name"]
+    report = PreparationReport(split, len(prepared), 0)
     keep: list[int] = []
-    dropped: Counter = Counter()
-    examples: dict[str, list[str]] = {}
-    for index, (reason, length, name) in enumerate(zip(reasons, lengths, names, strict=True)):
+    for index, (reason, check, length, name) in enumerate(zip(reasons, checks, lengths, names, strict=True)):
         if not reason and max_length is not None and length > max_length:
             reason = f"longer than max_length={max_length}"
             name = f"{name} ({length} tokens)"
+        mismatch = check not in (_UNCHECKED, _OVERRIDDEN, _MATCH)
+        if not reason and mismatch and on_mismatch == "drop":
+            reason = check
         if reason:
-            key = reason.split(":")[0]
-            dropped[key] += 1
-            examples.setdefault(key, []).append(
-                name if key == reason else f"{name}: {reason.split(':', 1)[1].strip()}"
-            )
-        else:
-            keep.append(index)
-    notes = []
-    used = set(report_columns.select(keep)["sampling_used"]) if keep else set()
+            _count(report.dropped, report.examples, reason, name)
+            continue
+        keep.append(index)
+        if mismatch:
+            _count(report.warned, report.warning_examples, check, name)
+    report.kept = len(keep)
+    used = set(columns.select(keep)["sampling_used"]) if keep else set()
     if len(used) > 1:
-        notes.append(
+        report.notes.append(
             f"{len(used)} different video samplings among the kept rows (from their `sampling` column)"
         )
-    report = PreparationReport(split, len(prepared), len(keep), dropped, examples, notes, sorted(used))
+    report.samplings = sorted(used)
+    outcomes = Counter(checks)
+    compared = len(checks) - outcomes[_UNCHECKED] - outcomes[_OVERRIDDEN]
+    if compared:
+        differ = compared - outcomes[_MATCH]
+        kept_anyway = differ and on_mismatch == "warn"
+        report.notes.append(
+            f"frame timestamps: {compared} row(s) compared with the build's `frame_timestamps`, {differ} differ"
+            + (" (kept; `frame_timestamps_mismatch: drop` drops them)" if kept_anyway else "")
+        )
+    if outcomes[_OVERRIDDEN]:
+        report.notes.append(
+            f"frame timestamps of {outcomes[_OVERRIDDEN]} row(s) not compared with the build's: the run's `video_*` "
+            "settings change their sampling"
+        )
     return report, keep
+
+
+def _count(counter: Counter, examples: dict[str, list[str]], reason: str, name: str) -> None:
+    """Count `reason` under its part before the first colon; keep the detail with the row's name."""
+    key = reason.split(":")[0]
+    counter[key] += 1
+    examples.setdefault(key, []).append(
+        name if key == reason else f"{name}: {reason.split(':', 1)[1].strip()}"
+    )
 
 
 def _advice(report: PreparationReport, max_length: int | None) -> str:
@@ -388,14 +584,19 @@ def _advice(report: PreparationReport, max_length: int | None) -> str:
         )
     if "undecodable video" in report.dropped:
         tips.append("check the videos named above")
+    if any(key.startswith(("frame count differs", "frame timestamps differ")) for key in report.dropped):
+        tips.append(
+            "check that the videos are the ones the data was built from, or set `frame_timestamps_mismatch: warn`"
+        )
     return ("To fix: " + "; ".join(tips) + ".") if tips else ""
 
 
 def _fingerprint(dataset: Dataset, processor: Any, args: VideoDPOConfig) -> str:
-    """Key of the frame cache: what the rows are, how they are sampled and tokenized."""
+    """Key of the prepared rows: what the rows are, how they are sampled and tokenized."""
     tokenizer = processor.tokenizer
     signature = {
         "version": CACHE_VERSION,
+        "store_version": STORE_VERSION,  # the rows hold frame keys, which depend on it
         "dataset": dataset._fingerprint,
         "processor": processor.to_dict(),
         "tokenizer": [

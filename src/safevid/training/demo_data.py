@@ -8,6 +8,7 @@ on the Hub.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -35,7 +36,12 @@ _QUERIES = (
 
 
 def build_demo_preference_set(
-    folder: str | Path, *, num_rows: int = 4, sampling: VideoSampling | None = None, long_row: bool = False
+    folder: str | Path,
+    *,
+    num_rows: int = 4,
+    sampling: VideoSampling | None = None,
+    long_row: bool = False,
+    rows_per_video: int = 1,
 ) -> Path:
     """Write a SafeVid-shaped preference set with `num_rows` rows and return the folder.
 
@@ -45,27 +51,38 @@ def build_demo_preference_set(
         sampling (`VideoSampling`, *optional*): stored in every row's `sampling` column; default 4 frames.
         long_row (`bool`, defaults to `False`): make the last train row's chosen answer very long (to be dropped by
             a small `max_length`).
+        rows_per_video (`int`, defaults to 1): consecutive rows asking about the same video (SafeVid has ~10), which
+            share its `video_id`.
+
+    Like a real build, each row records the `frame_timestamps` and `sampled_fps` of its video sampled with `sampling`.
     """
     import datasets
 
     from safevid.testing.videos import make_test_video
+    from safevid.video import sample_video
 
     folder = Path(folder)
     sampling = sampling or VideoSampling(num_frames=4)
     videos = folder / "_videos"
     splits = {"train": num_rows, "test": 2}
     rows: dict[str, list[dict]] = {}
+    made: dict[
+        Path, dict
+    ] = {}  # per video file: its content hash and sampled metadata, as a build records them
     for split, count in splits.items():
         rows[split] = []
         for index in range(count):
-            path = make_test_video(
-                videos / f"{split}-{index}.mp4",
-                width=96 + 16 * (index % 2),
-                height=64,
-                duration=1.6,
-                fps=10,
-                pattern="textured",
-            )
+            video = index // rows_per_video
+            path = videos / f"{split}-{video}.mp4"
+            if path not in made:
+                make_test_video(
+                    path, width=96 + 16 * (video % 2), height=64, duration=1.6, fps=10, pattern="textured"
+                )
+                made[path] = {
+                    "video_id": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    **sample_video(path, sampling).metadata(),
+                }
+            sampled = made[path]
             query, chosen, rejected = _QUERIES[index % len(_QUERIES)]
             if long_row and split == "train" and index == count - 1:
                 chosen = " ".join([chosen] * 60)
@@ -73,7 +90,7 @@ def build_demo_preference_set(
                 {
                     "id": f"{split}-{index:04d}",
                     "video": {"bytes": path.read_bytes(), "path": path.name},
-                    "video_id": path.stem,
+                    "video_id": sampled["video_id"],
                     "prompt": query,
                     "chosen": chosen,
                     "rejected": rejected,
@@ -82,8 +99,8 @@ def build_demo_preference_set(
                     "query_style": "explicit",
                     "description": "Coloured blocks move across the frame.",
                     "rule_ids": ["R1"],
-                    "frame_timestamps": [],
-                    "sampled_fps": None,
+                    "frame_timestamps": sampled["timestamps"],
+                    "sampled_fps": sampled["sampled_fps"],
                     "sampling": json.dumps(sampling.to_dict(), sort_keys=True),
                     "generators": json.dumps({}),
                 }

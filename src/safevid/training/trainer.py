@@ -4,15 +4,16 @@ What TRL 1.16 lacks, and what this subclass adds:
 
 - TRL treats a dataset as visual only when it has `image`/`images`; a `video` column is tokenized as text and
   dropped, and its vision collator passes `images=` only. Here `_prepare_dataset` is replaced by
-  `safevid.training.data.prepare_preference_dataset` (decode frames once into an Arrow cache, expand the video
-  placeholder with the model's processor, count tokens, drop over-long rows), and `VideoPreferenceCollator`
-  builds the family's video tensors. `DPOTrainer` already forwards every collated key to `model(...)`.
+  `safevid.training.data.prepare_preference_dataset` (decode each video once into the frame store, the main
+  process first so the other ranks decode nothing; expand the video placeholder with the model's processor, count
+  tokens, drop over-long rows), and `VideoPreferenceCollator` reads the frames by key and builds the family's video
+  tensors. `DPOTrainer` already forwards every collated key to `model(...)`.
 - Because the prepared rows are pre-tokenized (TRL's text path), TRL's own machinery applies unchanged: the
   reference model (the adapter-disabled policy under PEFT, a frozen copy under full training), the losses, and
   `precompute_ref_log_probs`, which TRL refuses for image data. Its cache file is keyed by the prepared split's
-  fingerprint (dataset, processor, sampling) and a hash of the reference weights, and lies next to the frame
-  cache in `cache_dir`, so a second run reuses it.
-- `_set_signature_columns_if_needed` keeps the cached frames, and `create_model_card` writes safevid's card
+  fingerprint (dataset, processor, sampling) and a hash of the reference weights, and lies next to the
+  prepared rows in `cache_dir`, so a second run reuses it.
+- `_set_signature_columns_if_needed` keeps the frame keys, and `create_model_card` writes safevid's card
   (base model, dataset, hyperparameters, sampling, a results block for the evaluation to fill).
 
 Under DeepSpeed ZeRO-3, every rank must run the vision tower at every forward, or the ranks wait on each other's
@@ -33,6 +34,7 @@ from safevid.training.config import VideoDPOConfig
 from safevid.training.data import (
     PREPARED_COLUMNS,
     PreparationReport,
+    frame_store_for,
     prepare_preference_dataset,
     require_video_processor,
 )
@@ -92,7 +94,7 @@ class VideoDPOTrainer(DPOTrainer):
             model=model,
             args=args,
             processing_class=processing_class,
-            data_collator=data_collator or VideoPreferenceCollator(processing_class),
+            data_collator=data_collator or VideoPreferenceCollator(processing_class, frame_store_for(args)),
             **kwargs,
         )
 

@@ -1,0 +1,179 @@
+"""`FrameStore`: decoded frames on disk, one entry per (video content, sampling), shared by every row and rank.
+
+SafeVid has about ten preference pairs per video, so the frames are stored per video, not per row: the prepared
+rows hold only an entry's key (`frame_key`), and the collator reads the frames by key. Layout under `root`
+(`<cache_dir>/frames` during training):
+
+    <root>/<key[:2]>/<key>.npy    uint8 frames (T, C, H, W) in NumPy's `.npy` format, memory-mapped on read
+    <root>/<key[:2]>/<key>.json   {"version", "shape", "file_size", "metadata": {...}}
+
+The key (`frame_key`) is a SHA-256 of the video's identity (the row's `video_id`, itself the SHA-256 of the video
+file in a SafeVid build, or else a hash of the embedded bytes, or a local file's path, size and modification time)
+and of the effective `VideoSampling` (minus `timeout_s`, which never changes the frames). The two-hex-character
+subfolders keep folders small at 30K videos.
+
+Writes are atomic: each file is written under a temporary name in its folder and renamed into place, the frames
+first and the JSON last, so the JSON is the commit mark. An entry counts only when its JSON parses, has this
+version and names the frames file's exact size, so a torn entry (killed run, full disk, a truncated copy) reads as
+missing and is decoded again, never loaded. Concurrent writers of one key (ranks, `num_proc` workers) write the same
+bytes; whichever rename lands last wins. A killed writer may leave a `.tmp` file behind, which is safe to delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from safevid.video import VideoSampling
+
+# Bump when an entry's layout or meaning changes: older entries then read as missing and are decoded again.
+STORE_VERSION = 1
+_KEY = re.compile(r"^[0-9A-Za-z_-]{4,128}$")
+
+
+def frame_key(video_identity: str, sampling: VideoSampling) -> str:
+    """The store key of one video sampled one way.
+
+    Args:
+        video_identity (`str`): what identifies the video's content (see `video_identity`).
+        sampling (`VideoSampling`): the effective sampling (the row's, with the run's overrides).
+    """
+    settings = sampling.to_dict()
+    settings.pop("timeout_s", None)  # a time limit on decoding never changes which frames come out
+    blob = json.dumps(
+        {"version": STORE_VERSION, "video": video_identity, "sampling": settings}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def video_identity(video: Any) -> str:
+    """Identity of a row's video when it has no `video_id`: the SHA-256 of its bytes, else its path.
+
+    The hash of the bytes is what a SafeVid build stores as `video_id`, so both name the same entry. A local file is
+    identified by its resolved path, size and modification time (hashing every file at every run would read them all).
+
+    Raises:
+        `TypeError`: the value is neither bytes, a path, nor a `{"bytes", "path"}` dict.
+    """
+    if isinstance(video, dict):
+        if video.get("bytes"):
+            return hashlib.sha256(video["bytes"]).hexdigest()
+        video = video.get("path")
+    if isinstance(video, bytes | bytearray):
+        return hashlib.sha256(video).hexdigest()
+    if isinstance(video, str | os.PathLike) and str(video):
+        path = Path(video)
+        if path.is_file():
+            stat = path.stat()
+            return f"path:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"path:{video}"  # a URL or a path that only the decoder can resolve
+    raise TypeError(f"cannot identify a video given as {type(video).__name__}")
+
+
+@dataclass(frozen=True)
+class FrameStore:
+    """Decoded frames keyed by `frame_key`, one `.npy` plus one `.json` per entry (see the module docstring).
+
+    Args:
+        root (`str` or `Path`): the store's folder (created on the first write).
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def paths(self, key: str) -> tuple[Path, Path]:
+        """`(frames .npy, metadata .json)` of `key`."""
+        if not _KEY.match(key):
+            raise ValueError(f"Invalid frame store key {key!r}: use 4 to 128 letters, digits, '-' or '_'.")
+        folder = self.root / key[:2]
+        return folder / f"{key}.npy", folder / f"{key}.json"
+
+    def metadata(self, key: str) -> dict[str, Any] | None:
+        """The metadata of a complete entry, or `None` when it is missing, torn or of another version."""
+        frames_path, json_path = self.paths(key)
+        try:
+            record = json.loads(json_path.read_text())
+            complete = (
+                record.get("version") == STORE_VERSION and frames_path.stat().st_size == record["file_size"]
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return record["metadata"] if complete else None
+
+    def has(self, key: str) -> bool:
+        """Whether `key` has a complete entry."""
+        return self.metadata(key) is not None
+
+    def put(self, key: str, frames: Any, metadata: dict[str, Any]) -> None:
+        """Store uint8 `frames` (T, C, H, W) and their JSON-able `metadata` under `key`, atomically."""
+        import numpy as np
+
+        array = np.ascontiguousarray(frames.numpy() if hasattr(frames, "numpy") else frames)
+        if array.dtype != np.uint8 or array.ndim != 4:
+            raise ValueError(
+                f"Frame store entry {key}: expected uint8 frames (T, C, H, W), got {array.dtype} {array.shape}."
+            )
+        frames_path, json_path = self.paths(key)
+        frames_path.parent.mkdir(parents=True, exist_ok=True)
+        size = _write_atomically(frames_path, lambda f: np.save(f, array, allow_pickle=False))
+        record = {
+            "version": STORE_VERSION,
+            "shape": list(array.shape),
+            "file_size": size,
+            "metadata": metadata,
+        }
+        _write_atomically(json_path, lambda f: f.write(json.dumps(record).encode()))
+
+    def load(self, key: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """The frames of `key`, memory-mapped copy-on-write (read lazily, never written back), and its metadata.
+
+        Raises:
+            `ValueError`: the entry is missing or damaged; the message names it and the fix.
+        """
+        import numpy as np
+
+        frames_path = self.paths(key)[0]
+        metadata = self.metadata(key)
+        problem = "is missing or incomplete"
+        if metadata is not None:
+            try:
+                frames = np.load(frames_path, mmap_mode="c", allow_pickle=False)
+            except (OSError, ValueError) as error:
+                problem = f"cannot be read ({error})"
+            else:
+                if frames.dtype == np.uint8 and frames.ndim == 4:
+                    return frames, metadata
+                problem = f"holds {frames.dtype} {frames.shape}, not uint8 (T, C, H, W)"
+        raise ValueError(
+            f"Frame store entry {frames_path} {problem}. Rerun the data preparation (`prepare_preference_dataset`, "
+            "or start the training again): it decodes missing and damaged entries again."
+        )
+
+    def keys(self) -> list[str]:
+        """Keys of the entries on disk (complete or not), sorted."""
+        return sorted(path.stem for path in self.root.glob("*/*.json"))
+
+
+def _write_atomically(path: Path, write: Any) -> int:
+    """Write `path` through `write(file)` under a temporary name, then rename it into place; return its size."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with temporary.open("wb") as file:
+            write(file)
+        size = temporary.stat().st_size
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return size
