@@ -54,11 +54,10 @@ def built(tmp_path_factory):
         )
         for i in range(5)
     ]
-    # Training data to hold out: a dataset with a video_id column, and a file of hashes.
+    # Training data to hold out: a dataset with only a video_id column (excluding needs no queries), and a
+    # file of hashes.
     train = tmp / "train-set"
-    Dataset.from_dict({"video_id": [sha256(videos[0])], "prompt": ["q"]}).to_parquet(
-        train / "data" / "train-0.parquet"
-    )
+    Dataset.from_dict({"video_id": [sha256(videos[0])]}).to_parquet(train / "data" / "train-0.parquet")
     (tmp / "held_out.txt").write_text(f"# training videos\n{sha256(videos[1])}\n", encoding="utf-8")
     config = load_benchmark_config(DEMO, {"output_dir": str(tmp / "safevidbench")})
     config.subcategories, config.styles = SUBCATEGORIES, STYLES

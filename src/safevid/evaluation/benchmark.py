@@ -178,7 +178,9 @@ def read_video_ids(config: BenchmarkConfig) -> tuple[set[str], dict[str, int]]:
         decon = _from_dict(DecontaminationConfig, spec, "exclude.datasets[]")
         # The pipeline's decontamination reader: video ids from the column, or hashed from the video bytes.
         found = {
-            video_id for video_id, _ in iter_video_ids_and_queries(decon, config.resolve_path) if video_id
+            video_id
+            for video_id, _ in iter_video_ids_and_queries(decon, config.resolve_path, queries=False)
+            if video_id
         }
         per_source[f"dataset:{decon.dataset}[{decon.split}]"] = len(found)
         ids |= found

@@ -189,7 +189,7 @@ class SetGates:
 
 
 def iter_video_ids_and_queries(
-    spec: DecontaminationConfig, resolve: Any
+    spec: DecontaminationConfig, resolve: Any, *, queries: bool = True
 ) -> Iterator[tuple[str | None, str | None]]:
     """Yield ``(video id, query)`` for every row of the dataset ``spec`` names, streaming.
 
@@ -199,9 +199,11 @@ def iter_video_ids_and_queries(
     Args:
         spec (`DecontaminationConfig`): The dataset (Hub id or folder), config, split and column names.
         resolve (`Callable[[str], Path]`): Resolves a local folder path (a config's ``resolve_path``).
+        queries (`bool`, defaults to `True`): Read the query column; with `False` the query is always `None`
+            and the dataset needs no query column (excluding videos needs only their ids).
 
     Raises:
-        ValueError: The dataset has no ``spec.query_column``.
+        ValueError: The dataset has no ``spec.query_column`` (and `queries` is set).
     """
     from datasets import Video, load_dataset
 
@@ -212,10 +214,10 @@ def iter_video_ids_and_queries(
     location = str(local) if Path(local).exists() else spec.dataset
     dataset = load_dataset(location, spec.dataset_config, split=spec.split, streaming=True)
     columns = set(dataset.features or {})
-    if spec.query_column not in columns:
+    if queries and spec.query_column not in columns:
         raise ValueError(
-            f"Benchmark {spec.dataset} has no query column {spec.query_column!r}; columns: {sorted(columns)}. "
-            "Set gates.decontaminate.query_column."
+            f"{spec.dataset} has no query column {spec.query_column!r}; columns: {sorted(columns)}. "
+            "Set `query_column` in this dataset's entry."
         )
     has_id = spec.video_id_column is not None and spec.video_id_column in columns
     has_video = spec.video_column in columns
@@ -231,4 +233,4 @@ def iter_video_ids_and_queries(
                 video_id = hashlib.sha256(cell["bytes"]).hexdigest()
             elif cell.get("path") and Path(cell["path"]).is_file():
                 video_id = file_sha256(Path(cell["path"]))
-        yield video_id, row[spec.query_column]
+        yield video_id, row[spec.query_column] if queries else None
