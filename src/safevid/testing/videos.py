@@ -32,8 +32,10 @@ _MARKER = (230, 20, 20)
 
 # codec name -> (PyAV encoder, encoder options, default container suffix)
 CODECS: dict[str, tuple[str, dict[str, str], str]] = {
-    # "superfast" keeps B-frames (pts != dts, as in real uploads); "ultrafast" would drop them.
-    "h264": ("libx264", {"preset": "superfast"}, ".mp4"),
+    # "superfast" keeps B-frames (pts != dts, as in real uploads); "ultrafast" would drop them. No scene-cut
+    # keyframes: the pattern changes every 256 frames, and extra keyframes there would make `gop_seconds` a lie
+    # (and favour any sampler whose positions happen to fall just after them).
+    "h264": ("libx264", {"preset": "superfast", "sc_threshold": "0"}, ".mp4"),
     "vp9": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"}, ".webm"),
     "mpeg4": ("mpeg4", {"qscale": "4"}, ".mp4"),
     "hevc": ("libx265", {"preset": "ultrafast", "x265-params": "log-level=error"}, ".mp4"),
