@@ -31,12 +31,19 @@ from safevid.video import VideoSampling, sample_video
 
 def bench_video(size: str, seconds: int) -> Path:
     width, height = (int(x) for x in size.split("x"))
-    path = safevid_home() / "bench-videos" / f"h264_{size}_{seconds}s_gop2.mp4"
+    path = safevid_home() / "bench-videos" / f"h264_{size}_{seconds}s_gop2_exact.mp4"
     if not path.exists():
         started = time.perf_counter()
         tmp = path.with_suffix(".partial.mp4")
         make_test_video(
-            tmp, width=width, height=height, duration=seconds, fps=30.0, pattern="textured", gop_seconds=2.0
+            tmp,
+            width=width,
+            height=height,
+            duration=seconds,
+            fps=30.0,
+            pattern="textured",
+            gop_seconds=2.0,
+            exact_gop=True,
         )
         tmp.rename(path)
         print(f"generated {path.name} in {time.perf_counter() - started:.1f} s")

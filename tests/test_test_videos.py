@@ -101,3 +101,31 @@ def test_make_videos_and_sample_commands(tmp_path, capsys):
     assert VideoSampling.from_dict(record["sampling"]).num_frames == 4
     assert main(["sample", str(tmp_path / "bad_garbage.mp4")]) == 1
     assert "bad_garbage.mp4" in capsys.readouterr().err
+
+
+def _keyframe_indices(path, fps: float) -> list[int]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted(
+            round(float(packet.pts * packet.time_base) * fps)
+            for packet in container.demux(stream)
+            if packet.pts is not None and packet.is_keyframe
+        )
+
+
+def test_exact_gop_puts_keyframes_on_the_grid_only(tmp_path):
+    # The textured pattern changes every 256 frames: x264 adds a scene-cut keyframe there unless told not to.
+    kwargs = {
+        "width": 64,
+        "height": 48,
+        "duration": 20.0,
+        "fps": 30.0,
+        "pattern": "textured",
+        "gop_seconds": 2.0,
+    }
+    exact = _keyframe_indices(make_test_video(tmp_path / "exact.mp4", exact_gop=True, **kwargs), 30.0)
+    assert exact == list(range(0, 600, 60))
+    default = _keyframe_indices(make_test_video(tmp_path / "default.mp4", **kwargs), 30.0)
+    assert any(k % 60 for k in default)  # scene-cut keyframes off the grid: what the exact mode removes

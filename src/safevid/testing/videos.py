@@ -32,10 +32,8 @@ _MARKER = (230, 20, 20)
 
 # codec name -> (PyAV encoder, encoder options, default container suffix)
 CODECS: dict[str, tuple[str, dict[str, str], str]] = {
-    # "superfast" keeps B-frames (pts != dts, as in real uploads); "ultrafast" would drop them. No scene-cut
-    # keyframes: the pattern changes every 256 frames, and extra keyframes there would make `gop_seconds` a lie
-    # (and favour any sampler whose positions happen to fall just after them).
-    "h264": ("libx264", {"preset": "superfast", "sc_threshold": "0"}, ".mp4"),
+    # "superfast" keeps B-frames (pts != dts, as in real uploads); "ultrafast" would drop them.
+    "h264": ("libx264", {"preset": "superfast"}, ".mp4"),
     "vp9": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"}, ".webm"),
     "mpeg4": ("mpeg4", {"qscale": "4"}, ".mp4"),
     "hevc": ("libx265", {"preset": "ultrafast", "x265-params": "log-level=error"}, ".mp4"),
@@ -179,6 +177,7 @@ def make_test_video(
     rotation: int = 0,
     pattern: str = "index",
     gop_seconds: float = 1.0,
+    exact_gop: bool = False,
     faststart: bool = False,
     audio: bool = False,
 ) -> Path:
@@ -205,7 +204,11 @@ def make_test_video(
         pattern (`str`, defaults to `"index"`):
             ``"index"`` (flat cells) or ``"textured"`` (cells plus moving texture and grain).
         gop_seconds (`float`, defaults to 1.0):
-            Keyframe interval, so that samplers must really seek.
+            Keyframe interval, so that samplers must really seek. The encoder may add keyframes at scene cuts
+            (the pattern changes every 256 frames) unless `exact_gop`.
+        exact_gop (`bool`, defaults to `False`):
+            H.264 only: no scene-cut keyframes, so keyframes fall exactly every `gop_seconds`. Benchmarks need
+            it: extra keyframes favour any sampler whose positions happen to fall just after them.
         faststart (`bool`, defaults to `False`):
             Put the MP4 index (``moov``) before the media data, as streaming uploads do.
         audio (`bool`, defaults to `False`):
@@ -238,6 +241,8 @@ def make_test_video(
     path.parent.mkdir(parents=True, exist_ok=True)
     container_options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=container_options) as container:
+        if exact_gop and codec == "h264":
+            options = {**options, "sc_threshold": "0"}
         stream = container.add_stream(encoder, rate=rate, options=dict(options))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = time_base
