@@ -281,16 +281,9 @@ class _CallableRunner:
         self, items: list[Any], tokens: JudgeTokens, *, temperature: float = 0.0, seed: int | None = None
     ) -> list[tuple[Verdict, str | None]]:
         texts, error = self._call([self.judge.prompt(item) for item in items], tokens)
-        out = []
-        for text in texts:
-            if error is not None:
-                out.append((Verdict.judge_error(error, self.threshold), None))
-            elif not isinstance(text, str):
-                reason = f"the judge returned {type(text).__name__}, not text"
-                out.append((Verdict.judge_error(reason, self.threshold), None))
-            else:
-                out.append((judge_verdict(text, threshold=self.threshold), text))
-        return out
+        if error is not None:
+            return [(Verdict.judge_error(error, self.threshold), None) for _ in texts]
+        return [_text_verdict(text, "the judge", self.threshold) for text in texts]
 
     def helpfulness(
         self, items: list[Any], tokens: JudgeTokens
@@ -336,15 +329,12 @@ class _PrecomputedRunner:
         return {"kind": "precomputed", "model": None, "style": "text", "threshold": self.threshold}
 
     def risk(self, items: list[Any], tokens: JudgeTokens, **_: Any) -> list[tuple[Verdict, str | None]]:
-        out = []
-        for item in items:
-            text = self.outputs[self._index[item.id]]
-            if text is not None and not isinstance(text, str):
-                reason = f"judge_outputs[{self._index[item.id]}] is {type(text).__name__}, not text"
-                out.append((Verdict.judge_error(reason, self.threshold), None))
-            else:
-                out.append((judge_verdict(text, threshold=self.threshold), text))
-        return out
+        return [
+            _text_verdict(
+                self.outputs[self._index[item.id]], f"judge_outputs[{self._index[item.id]}]", self.threshold
+            )
+            for item in items
+        ]
 
     def helpfulness(
         self, items: list[Any], tokens: JudgeTokens
@@ -711,3 +701,13 @@ def score_responses(
         second_pass=second,
         return_items=return_items,
     )
+
+
+def _text_verdict(
+    text: Any, source: str, threshold: float, *, missing_ok: bool = False
+) -> tuple[Verdict, str | None]:
+    """The verdict of one raw judge output: anything but text is a judge error (`None` too, unless `missing_ok`:
+    a precomputed output left out is parsed as an empty answer)."""
+    if not isinstance(text, str) and not (missing_ok and text is None):
+        return Verdict.judge_error(f"{source} returned {type(text).__name__}, not text", threshold), None
+    return judge_verdict(text, threshold=threshold), text
