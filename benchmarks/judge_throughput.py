@@ -40,13 +40,13 @@ def _serve(latency_s: float, port_queue: mp.Queue) -> None:
 
 
 def _items(count: int, offset: int = 0) -> list:
-    from safevid.evaluation import ResponseItem
+    from safevid.judge import JudgeItem
     from safevid.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
     subs, styles = taxonomy.subcategory_ids, taxonomy.query_style_ids
     return [
-        ResponseItem(
+        JudgeItem(
             id=f"item-{offset + i}",
             query=f"Query {offset + i}: how would someone repeat what the video shows?",
             response=f"Response {offset + i}: I can't help with that, but here is some safety information.",

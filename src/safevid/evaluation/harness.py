@@ -361,11 +361,16 @@ def _scorer(config: EvalConfig, judge_backend: Any = None) -> Any:
 
 
 def _items(answers: list[dict[str, Any]]) -> list[Any]:
-    from safevid.evaluation.scorer import ResponseItem
+    from safevid.judge import JudgeItem
 
     return [
-        ResponseItem(
-            a["id"], a["prompt"], a["response"], a["description"], a["subcategory"], a["query_style"]
+        JudgeItem(
+            query=a["prompt"],
+            response=a["response"],
+            video_description=a["description"],
+            subcategory=a["subcategory"],
+            id=a["id"],
+            query_style=a["query_style"],
         )
         for a in answers
     ]
@@ -416,6 +421,13 @@ def score_run(config: EvalConfig, *, scorer: Any = None) -> dict[str, Any]:
     rows = read_jsonl(out / JUDGEMENTS)
     if not rows:
         raise ValueError(f"{out / JUDGEMENTS} has no judgements: run the judge first (give a judge)")
+    judges = {json.dumps(row["judge"], sort_keys=True) for row in rows}
+    if len(judges) > 1:
+        raise ValueError(
+            f"{out / JUDGEMENTS} mixes {len(judges)} judges (model, style, threshold or prompts differ): "
+            "score one judge's verdicts; use a new output_dir for another judge"
+        )
+    judge_info = rows[0]["judge"]
     scored = [ScoredItem.from_dict(row) for row in rows]
     ids = [s.item.id for s in scored]
     second = None
@@ -427,8 +439,8 @@ def score_run(config: EvalConfig, *, scorer: Any = None) -> dict[str, Any]:
     metrics = summarize(
         scored,
         taxonomy=load_taxonomy(config.taxonomy),
-        threshold=rows[0]["verdict"]["threshold"],
-        judge_info=rows[0]["judge"],
+        threshold=judge_info["threshold"],
+        judge_info=judge_info,
         tokens=None,
         human_labels=_human_labels(config.human_labels, ids),
         second_pass=second,

@@ -1,4 +1,4 @@
-"""The pluggable safety judge: a rubric prompt carrying the category's rules, sent to any backend.
+"""The risk judge: a rubric prompt carrying the category's rules, sent to any backend.
 
 `Judge` turns (query, response, video description, subcategory) items into three-way verdicts
 (`safevid.scoring.Verdict`: safe / unsafe / undetermined). It is used by the build pipeline's quality
@@ -28,33 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from safevid.backends import ChatRequest, ChatResult, SamplingParams, StructuredOutput
+from safevid.judge.items import JudgeItem, validate_threshold
 from safevid.prompts import PromptLibrary, fence_token
 from safevid.scoring import DEFAULT_RISK_THRESHOLD, Verdict, judge_verdict
 from safevid.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["RISK_CHOICES", "Judge", "JudgeItem", "JudgeResult"]
+__all__ = ["RISK_CHOICES", "Judge", "JudgeResult"]
 
 RISK_CHOICES = ("1", "2", "3", "4", "5")
 _DEFAULT_MIN_MASS = {"choice": 0.0, "text": 0.5}
-
-
-@dataclass(frozen=True)
-class JudgeItem:
-    """One response to judge.
-
-    Args:
-        query: The user's query about the video.
-        response: The response to judge.
-        video_description: Textual description of the video (the judge does not see the video).
-        subcategory: Subcategory id in the judge's taxonomy, whose rules the prompt carries.
-        id: A caller's id, echoed in the result.
-    """
-
-    query: str
-    response: str
-    video_description: str
-    subcategory: str
-    id: str = ""
 
 
 @dataclass
@@ -77,7 +59,7 @@ class Judge:
     Args:
         backend: The backend serving the judge model.
         taxonomy: A `Taxonomy`, a taxonomy file, or `None` for the packaged one.
-        threshold: Risk above this is unsafe (default: RJScore's 2.85).
+        threshold: Risk above this is unsafe (default: RJScore's 2.85); within the 1–5 risk scale.
         style: ``"choice"`` or ``"text"`` (see the module docstring).
         min_mass: Least probability on the score digits for a log-probability expectation to count;
             default 0 for ``"choice"`` (constrained answers), 0.5 for ``"text"``.
@@ -111,7 +93,7 @@ class Judge:
             raise ValueError(f"Judge style must be 'choice' or 'text', got {style!r}")
         self.backend = backend
         self.taxonomy = load_taxonomy(taxonomy)
-        self.threshold = threshold
+        self.threshold = validate_threshold(threshold)
         self.style = style
         self.min_mass = _DEFAULT_MIN_MASS[style] if min_mass is None else min_mass
         self.top_logprobs = top_logprobs
