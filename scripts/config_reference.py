@@ -56,12 +56,12 @@ SECTIONS = [
     ),
     (
         "BenchmarkConfig",
-        "safevid.evaluation.benchmark:BenchmarkConfig",
+        "safevid.pipeline.benchmark:BenchmarkConfig",
         "The SafeVidBench build YAML (`hub/datasets/safevidbench/build.py --config`).",
     ),
     (
         "ExcludeConfig",
-        "safevid.evaluation.benchmark:ExcludeConfig",
+        "safevid.pipeline.benchmark:ExcludeConfig",
         "`exclude:` in the SafeVidBench YAML: the training data the benchmark must not share videos with.",
     ),
     (

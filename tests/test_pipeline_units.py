@@ -168,6 +168,14 @@ def test_length_stats_and_split_assignment():
     assert all(split_of(v, 0.0) == "train" for v in ids)
 
 
+def test_card_size_category_covers_every_hub_bucket():
+    from safevid.pipeline.card import size_category
+
+    assert [size_category(n) for n in (0, 999, 1_000, 99_999, 100_000, 999_999, 5_000_000, 10**12, 10**13)] == [
+        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "100K<n<1M", "1M<n<10M", "n>1T", "n>1T",
+    ]  # fmt: skip
+
+
 def test_manifest_redacts_credentials():
     from safevid.pipeline.manifest import redact
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safevid.evaluation.benchmark import build_benchmark, load_benchmark_config
+from safevid.pipeline.benchmark import build_benchmark, load_benchmark_config
 from safevid.taxonomy import load_taxonomy
 
 DEMO = Path(__file__).resolve().parent.parent / "hub" / "datasets" / "safevidbench" / "config_demo.yaml"
@@ -154,7 +154,7 @@ def test_bad_configs_are_refused(tmp_path):
 def test_push_and_load_from_the_hub(built, loopback_hub):
     from datasets import load_dataset
 
-    from safevid.evaluation.benchmark import push_benchmark
+    from safevid.pipeline.benchmark import push_benchmark
 
     _tmp, config, _result, _ = built
     repo_id = loopback_hub.unique_repo_id("safevidbench")

@@ -3,12 +3,12 @@
 A build script, not a loading script (``datasets`` no longer runs those): it runs the SafeVid pipeline's
 ingest/describe/classify/queries stages on held-out videos, selects balanced items across the taxonomy and
 query styles, and writes a folder of Parquet files with a dataset card that ``load_dataset`` reads.
-Same options as ``safevid eval build-bench``; see README.md in this folder.
+Its options are in README.md in this folder; the builder is `safevid.pipeline.benchmark`.
 """
 
 import sys
 
-from safevid.commands.eval import bench_main
+from safevid.commands.build import bench_main
 
 if __name__ == "__main__":
     sys.exit(bench_main())

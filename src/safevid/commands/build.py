@@ -100,3 +100,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python hub/datasets/safevidbench/build.py``: build (and push) SafeVidBench."""
+    from safevid.log import configure_logging
+
+    parser = argparse.ArgumentParser(prog="build.py", description="Build SafeVidBench from a config YAML.")
+    parser.add_argument(
+        "--config", required=True, help="SafeVidBench config (see hub/datasets/safevidbench/)."
+    )
+    parser.add_argument("--output-dir", help="Dataset folder (default safevidbench).")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO_ID", help="Push the built folder to this dataset repo."
+    )
+    parser.add_argument("--progress", action="store_true", help="Show progress bars.")
+    args = parser.parse_args(argv)
+    from safevid.pipeline.benchmark import build_benchmark, load_benchmark_config, push_benchmark
+
+    configure_logging()
+    try:
+        config = load_benchmark_config(args.config, {"output_dir": args.output_dir})
+        result = build_benchmark(config, progress=args.progress)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"build.py: error: {e}")
+        return 2
+    print(
+        f"SafeVidBench: {json.dumps(result.rows)} items in {result.output_dir}; "
+        f"{result.excluded_videos} training video(s) held out; missing cells: {len(result.missing)}"
+    )
+    print(f'Load it with: load_dataset("{result.output_dir}", split="test")')
+    repo_id = args.push_to_hub or config.repo_id
+    if args.push_to_hub:
+        pushed = push_benchmark(result.output_dir, repo_id, private=config.private)
+        print(f"Pushed to {repo_id}: {len(pushed.uploaded)} uploaded, {len(pushed.skipped)} already there")
+    return 0

@@ -1,4 +1,4 @@
-"""Build SafeVidBench: held-out videos × every taxonomy subcategory × every query style, as a Hub dataset.
+"""The SafeVidBench build: held-out videos × every taxonomy subcategory × every query style, as a Hub dataset.
 
 The builder runs the SafeVid build pipeline's own stages — ``ingest`` → ``describe`` → ``classify`` →
 ``queries`` (`safevid.pipeline.run_build`) — on the benchmark's videos, so the benchmark's descriptions,
@@ -38,7 +38,14 @@ from typing import Any
 import yaml
 
 from safevid.paths import resolve_config_path
+from safevid.pipeline.card import card_metadata, render_card
+from safevid.pipeline.config import BuildConfig, DecontaminationConfig
+from safevid.pipeline.dedup import iter_video_ids_and_queries
+from safevid.pipeline.publish import MANIFEST_NAME, ParquetShardWriter, push_to_hub, swap_in_staged
+from safevid.pipeline.run import run_build, store_path
+from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
 from safevid.schema import benchmark_features
+from safevid.taxonomy import load_taxonomy
 
 __all__ = ["BenchmarkConfig", "BenchmarkResult", "build_benchmark", "load_benchmark_config", "read_video_ids"]
 
@@ -119,10 +126,8 @@ class BenchmarkConfig:
         """A path in the config: next to the config file if it exists there, else in the working directory."""
         return resolve_config_path(path, self.source_file)
 
-    def build_config(self, styles: list[str]) -> Any:
+    def build_config(self, styles: list[str]) -> BuildConfig:
         """The pipeline's `BuildConfig` for the benchmark's stages."""
-        from safevid.pipeline.config import BuildConfig
-
         data = json.loads(json.dumps(self.pipeline))  # a deep copy that stays plain data
         queries = data.setdefault("queries", {})
         queries["per_style"] = {style: self.queries_per_style for style in styles}
@@ -168,9 +173,6 @@ def load_benchmark_config(
 
 def read_video_ids(config: BenchmarkConfig) -> tuple[set[str], dict[str, int]]:
     """The content hashes to exclude, and how many came from each source."""
-    from safevid.pipeline.config import DecontaminationConfig
-    from safevid.pipeline.dedup import iter_video_ids_and_queries
-
     ids: set[str] = set()
     per_source: dict[str, int] = {}
     for spec in config.exclude.datasets:
@@ -220,10 +222,6 @@ def build_benchmark(
         RuntimeError: ``require_full_coverage`` and some requested (subcategory, style) cell is short.
         safevid.pipeline.manifest.ConfigChangedError: the folder holds a build of another pipeline config.
     """
-    from safevid.pipeline import run_build
-    from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
-    from safevid.taxonomy import load_taxonomy
-
     taxonomy = load_taxonomy(
         config.resolve_path(config.pipeline["taxonomy"]) if config.pipeline.get("taxonomy") else None
     )
@@ -235,9 +233,6 @@ def build_benchmark(
     excluded_ids, exclude_sources = read_video_ids(config)
 
     run_build(build, stages=("ingest",), progress=progress, backends=backends)
-    result = None
-    from safevid.pipeline.run import store_path
-
     with RecordStore(store_path(build, 0, 1)) as store:
         marked = [
             Record(
@@ -386,8 +381,6 @@ def _write(
     n_exclude_ids: int,
 ) -> BenchmarkResult:
     # The pipeline's Parquet writer (bounded row groups) and folder swap: a killed write leaves the old output.
-    from safevid.pipeline.publish import MANIFEST_NAME, ParquetShardWriter, swap_in_staged
-
     output = Path(config.output_dir)
     staging = build.work_path / "safevidbench-staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -455,21 +448,8 @@ def _write_card(
     rows: dict[str, int],
     nbytes: dict[str, int],
 ) -> None:
-    import jinja2
     from datasets import DatasetInfo, SplitDict, SplitInfo
-    from datasets.info import DatasetInfosDict
-    from datasets.utils.metadata import MetadataConfigs
-    from huggingface_hub import DatasetCardData
 
-    total = sum(rows.values())
-    card = DatasetCardData(
-        license=config.license,
-        pretty_name=config.pretty_name,
-        task_categories=["video-text-to-text"],
-        language=["en"],
-        tags=["safety", "benchmark", "video", "safevid", "over-refusal"],
-        size_categories=["n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K"],
-    )
     present = [s for s in (HARMFUL_SPLIT, BENIGN_SPLIT) if files[s]]
     globs = {s: f"data/{s}-*.parquet" for s in present}
     configs = {
@@ -486,29 +466,25 @@ def _write_card(
             )
         )
         infos[name] = DatasetInfo(features=features, splits=splits)
-    MetadataConfigs(configs).to_dataset_card_data(card)
-    DatasetInfosDict(infos).to_dataset_card_data(card)
-    loaders: list[jinja2.BaseLoader] = []
-    template = "safevidbench_card.md.jinja"
-    if config.card_template:
-        template_path = config.resolve_path(config.card_template)
-        loaders.append(jinja2.FileSystemLoader(template_path.parent))
-        template = template_path.name
-    loaders.append(jinja2.PackageLoader("safevid", "evaluation"))
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+    total = sum(rows.values())
+    header = card_metadata(
+        license=config.license,
+        pretty_name=config.pretty_name,
+        tags=["safety", "benchmark", "video", "safevid", "over-refusal"],
+        total=total,
+        configs=configs,
+        infos=infos,
     )
-    bench = manifest["benchmark"]
-    body = env.get_template(template).render(
+    render_card(
+        path,
+        header,
+        template="safevidbench_card.md.jinja",
+        card_template=config.resolve_path(config.card_template) if config.card_template else None,
         pretty_name=config.pretty_name,
         repo_id=config.repo_id or f"<org>/{Path(config.output_dir).name}",
         total=total,
         rows=rows,
-        bench=bench,
+        bench=manifest["benchmark"],
         taxonomy=taxonomy,
         models=manifest.get("models", {}),
         prompts=manifest.get("prompts", {}),
@@ -516,11 +492,8 @@ def _write_card(
         fingerprint=manifest.get("fingerprint", ""),
         embed_videos=config.embed_videos,
     )
-    path.write_text(f"---\n{card.to_yaml().rstrip()}\n---\n\n{body}", encoding="utf-8")
 
 
 def push_benchmark(folder: str | os.PathLike[str], repo_id: str, *, private: bool = False) -> Any:
     """Push a built SafeVidBench folder to a Hub dataset repo (resumable; the card goes last)."""
-    from safevid.pipeline.publish import push_to_hub
-
     return push_to_hub(folder, repo_id, private=private)
