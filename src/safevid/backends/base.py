@@ -114,12 +114,11 @@ class BackendConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackendConfig:
-        """Build from a mapping (a YAML section); unknown keys raise a `ValueError` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown backend config keys {unknown}; valid keys: {sorted(names)}")
-        return cls(**data)
+        """Build from a mapping (a YAML section) with the one config loader (`safevid.config.from_dict`):
+        unknown keys and wrong types raise a `ValueError` naming them."""
+        from safevid.config import from_dict
+
+        return from_dict(cls, data)
 
     def api_key(self) -> str | None:
         """The API key from the first set variable in ``api_key_env`` (never stored on the config)."""

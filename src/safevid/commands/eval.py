@@ -62,17 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """YAML (``--config``) → dict → flags on top → `EvalConfig` (unknown YAML keys are an error)."""
-    import yaml
-
+    """YAML (``--config``) → dict → flags on top → `EvalConfig` (read by `safevid.config`)."""
+    from safevid.config import read_config_file
     from safevid.evaluation.harness import EvalConfig
 
-    data: dict[str, Any] = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{args.config}: the top level must be a mapping")
+    data: dict[str, Any] = read_config_file(args.config) if args.config else {}
     top = {
         "benchmark": args.benchmark,
         "benchmark_config": args.benchmark_config,

@@ -20,7 +20,6 @@ unless the run sets ``sampling``; every answer line records the sampling it used
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -121,18 +120,13 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> EvalConfig:
-        import difflib
+        """Build from a mapping with the one config loader (`safevid.config.from_dict`); errors name ``source``."""
+        from safevid.config import ConfigError, from_dict
 
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            hints = [
-                f"{k!r}"
-                + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, names, 1)) else "")
-                for k in unknown
-            ]
-            raise ValueError(f"{source}: unknown key(s) {', '.join(hints)}; valid: {sorted(names)}")
-        return cls(**data)
+        try:
+            return from_dict(cls, data)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
     @property
     def display_name(self) -> str:

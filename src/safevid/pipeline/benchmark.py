@@ -24,8 +24,6 @@ The default output folder is ``safevidbench`` (``load_dataset("safevidbench")`` 
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
 import os
 import shutil
@@ -35,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from safevid.config import from_dict, load_config
 from safevid.paths import resolve_config_path
 from safevid.pipeline.card import card_metadata, render_card
 from safevid.pipeline.config import BuildConfig, DecontaminationConfig
@@ -110,7 +107,7 @@ class BenchmarkConfig:
         if self.videos_per_subcategory < 1 or self.queries_per_style < 1:
             raise ValueError("videos_per_subcategory and queries_per_style must be >= 1")
         if isinstance(self.exclude, dict):
-            self.exclude = _from_dict(ExcludeConfig, self.exclude, "exclude")
+            self.exclude = from_dict(ExcludeConfig, self.exclude, "exclude.")
         not_ours = sorted(set(self.pipeline) & {"responses", "gates", "publish", "output_dir"})
         if not_ours:
             raise ValueError(
@@ -139,45 +136,20 @@ class BenchmarkConfig:
         return BuildConfig.from_dict(data, source=self.source_file or "<dict>")
 
 
-def _from_dict(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)} - {"source_file"}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        hints = [
-            f"{k!r}" + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, names, 1)) else "")
-            for k in unknown
-        ]
-        raise ValueError(f"{where}: unknown key(s) {', '.join(hints)}; valid: {sorted(names)}")
-    try:
-        return cls(**data)
-    except TypeError as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
 def load_benchmark_config(
     path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
 ) -> BenchmarkConfig:
     """Load a SafeVidBench YAML config; ``overrides`` are top-level keys (``{"output_dir": ...}``)."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        config = _from_dict(BenchmarkConfig, data, "top level")
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    config.source_file = str(path)
-    return config
+    return load_config(path, BenchmarkConfig, overrides)
 
 
 def read_video_ids(config: BenchmarkConfig) -> tuple[set[str], dict[str, int]]:
     """The content hashes to exclude, and how many came from each source."""
     ids: set[str] = set()
     per_source: dict[str, int] = {}
-    for spec in config.exclude.datasets:
+    for i, spec in enumerate(config.exclude.datasets):
         spec = {"split": "train", "query_column": "prompt", **spec}
-        decon = _from_dict(DecontaminationConfig, spec, "exclude.datasets[]")
+        decon = from_dict(DecontaminationConfig, spec, f"exclude.datasets[{i}].")
         # The pipeline's decontamination reader: video ids from the column, or hashed from the video bytes.
         found = {
             video_id

@@ -1,14 +1,15 @@
 """The typed build configuration: one YAML file with every stage's model, backend and counts.
 
-Unknown keys are an error at every level (a typo never silently falls back to a default). Relative
+Read by the one configuration loader (`safevid.config.load_config`): unknown and duplicate keys are an error at
+every level (a typo never silently falls back to a default), types are checked. Relative
 paths of inputs, taxonomy, prompt folder and card template are looked up next to the config file
 first, then in the working directory; ``output_dir`` and ``work_dir`` are relative to the working
 directory, so the default ``safevid-350k`` lands where ``load_dataset("safevid-350k")`` finds it.
 
 Models are declared once under ``models`` (a name → `safevid.backends.BackendConfig` fields) and
-stages refer to them by name; stages naming the same model share one backend. ``model: tiny:<family>``
-resolves to a tiny random-weight checkpoint built offline by `safevid.testing.tiny_models` (demos and
-tests only).
+stages refer to them by name; stages naming the same model share one backend. ``model: <prefix>:<name>``
+goes through an installed model resolver (`safevid.plugins`): ``tiny:<family>`` is a tiny random-weight
+checkpoint built offline by safevid's test kit (demos and tests only).
 
 The config **fingerprint** hashes everything that changes the rows (models and revisions, prompt
 templates, taxonomy, sampling, counts, gates) and nothing operational (server URLs, concurrency,
@@ -19,26 +20,18 @@ fingerprint is refused, never mixed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from safevid.config import ConfigError, did_you_mean, from_dict, load_config
 from safevid.paths import resolve_config_path
 from safevid.video import VideoSampling
 
 DEFAULT_OUTPUT_DIR = "safevid-350k"
-
-
-class ConfigError(ValueError):
-    """A build configuration that cannot be used; the message names the file, the key and the fix."""
 
 
 @dataclass
@@ -300,10 +293,9 @@ class BuildConfig:
             stages["gates.judge_model"] = self.gates.judge_model
         for where, name in stages.items():
             if name not in self.models:
-                close = difflib.get_close_matches(name, list(self.models), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(
-                    f"{where}: no model named {name!r} under `models`{hint}; declared: {sorted(self.models)}"
+                    f"{where}: no model named {name!r} under `models`{did_you_mean(name, self.models)}; "
+                    f"declared: {sorted(self.models)}"
                 )
 
     # --- derived -------------------------------------------------------------------------------
@@ -328,7 +320,7 @@ class BuildConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> BuildConfig:
         """Build from parsed YAML; raises [`ConfigError`] naming the file and key on any problem."""
         try:
-            config = _build(cls, data, "")
+            config = from_dict(cls, data)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
         config.source_file = None if source == "<dict>" else source
@@ -382,80 +374,6 @@ def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | 
     """Load a build config from YAML, apply dotted-key ``overrides`` (``{"output_dir": ...}``), validate.
 
     Raises:
-        ConfigError: unreadable YAML, unknown keys, wrong types or inconsistent values.
+        ConfigError: unreadable YAML, duplicate or unknown keys, wrong types or inconsistent values.
     """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return BuildConfig.from_dict(data, source=str(path))
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    label = where.rstrip(".") or "top level"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "source_file"}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        hints_text = []
-        for key in unknown:
-            close = difflib.get_close_matches(str(key), sorted(names), n=1)
-            hints_text.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"{label}: unknown key(s) {', '.join(hints_text)}; valid: {sorted(names)}")
-    kwargs = {name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{label}: {e}") from None
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _convert(hint, value, where)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, f"{where}.")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
+    return load_config(path, BuildConfig, overrides)

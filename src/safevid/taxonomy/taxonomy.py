@@ -42,6 +42,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from safevid.config import did_you_mean, read_yaml
+
 SUPPORTED_VERSIONS = (1,)
 DEFAULT_TAXONOMY_FILE = "safevid_taxonomy_v1.yaml"
 
@@ -409,8 +411,7 @@ class _Validator:
     def _keys(self, item: dict, allowed: dict[str, bool], where: str) -> None:
         for key in item:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), list(allowed), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(str(key), allowed)
                 self.problems.append(f"{where}: unknown key {key!r}{hint}; allowed: {sorted(allowed)}")
         for key, required in allowed.items():
             if required and key not in item:
@@ -459,28 +460,6 @@ class _Validator:
             seen.add(i)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys, which PyYAML would silently overwrite."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r} (first at line {seen[key] + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_taxonomy(path: str | os.PathLike[str] | Taxonomy | None = None) -> Taxonomy:
     """Load and validate a taxonomy.
 
@@ -522,7 +501,7 @@ def _default_taxonomy() -> Taxonomy:
 
 def _parse(text: str, source: str) -> Taxonomy:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+        data = read_yaml(text)  # the configs' YAML reading: safe, YAML 1.2 booleans, duplicate keys refused
     except yaml.YAMLError as exc:
         raise TaxonomyError(source, [f"not valid YAML: {exc}"]) from exc
     return Taxonomy.from_dict(data, source=source)
