@@ -38,9 +38,9 @@ import time
 
 
 def _serve(latency_s: float, port_queue: mp.Queue) -> None:
-    from safevid.backends.server import FaultConfig, LoopbackServer
+    from safevid.testing.server import FaultConfig, FaultInjectingServer
 
-    server = LoopbackServer(latency_only=True, faults=FaultConfig(latency_s=latency_s)).start()
+    server = FaultInjectingServer(latency_only=True, faults=FaultConfig(latency_s=latency_s)).start()
     port_queue.put(server.port)
     while True:
         time.sleep(3600)

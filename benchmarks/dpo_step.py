@@ -124,7 +124,7 @@ def main() -> int:
         print(json.dumps(_run_variant(options.variant, Path(options.workdir), options.steps, options.warmup)))
         return 0
 
-    from safevid.training.demo_data import build_demo_preference_set
+    from safevid.testing.demo_data import build_demo_preference_set
     from safevid.video import VideoSampling
 
     with tempfile.TemporaryDirectory(prefix="safevid-bench-dpo-") as tmp:

@@ -81,7 +81,7 @@ def sampled_video(test_video):
 
 @pytest.fixture(scope="module")
 def demo_set(tmp_path_factory):
-    """A 4-row demo preference dataset folder (`safevid.training.demo_data.build_demo_preference_set`)."""
-    from safevid.training.demo_data import build_demo_preference_set
+    """A 4-row demo preference dataset folder (`safevid.testing.demo_data.build_demo_preference_set`)."""
+    from safevid.testing.demo_data import build_demo_preference_set
 
     return build_demo_preference_set(tmp_path_factory.mktemp("demo-set"), num_rows=4)

@@ -25,7 +25,7 @@ from safevid.backends import (
     text_part,
     video_part,
 )
-from safevid.backends.server import FaultConfig, LoopbackServer
+from safevid.testing.server import FaultConfig, FaultInjectingServer
 
 FAKE_KEY = "sk-safevid-test-9f8e7d6c5b4a-DISTINCTIVE"
 
@@ -49,11 +49,11 @@ def _no_ambient_keys(monkeypatch):
 
 @pytest.fixture
 def server():
-    with LoopbackServer(latency_only=True, reply="Risk score: 2") as running:
+    with FaultInjectingServer(latency_only=True, reply="Risk score: 2") as running:
         yield running
 
 
-def _backend(server: LoopbackServer, tmp_path, **overrides):
+def _backend(server: FaultInjectingServer, tmp_path, **overrides):
     options = {
         "cache_dir": str(tmp_path / "cache"),
         "timeout_s": 5.0,
@@ -102,7 +102,7 @@ def test_faults_of_every_kind_end_as_results_and_rerun_pays_only_failures(tmp_pa
         seed=1,
     )
     requests = _requests(1000)
-    with LoopbackServer(latency_only=True, faults=faults) as server:
+    with FaultInjectingServer(latency_only=True, faults=faults) as server:
         backend = _backend(server, tmp_path, timeout_s=0.25, max_retries=3)
         first = backend.generate(requests, progress=False)
         assert len(first) == 1000
@@ -166,7 +166,9 @@ def test_unparseable_structured_output_is_a_parse_failure_never_a_blank(server, 
 
 def test_retry_after_is_honoured(tmp_path):
     # Backoff alone would wait ~1 ms: only honouring the header explains the measured wait.
-    with LoopbackServer(latency_only=True, faults=FaultConfig(error_429_rate=1.0, retry_after_s=1)) as server:
+    with FaultInjectingServer(
+        latency_only=True, faults=FaultConfig(error_429_rate=1.0, retry_after_s=1)
+    ) as server:
         backend = _backend(server, tmp_path, cache=False, backoff_base_s=0.001, backoff_max_s=0.001)
         timer = threading.Timer(0.3, lambda: setattr(server, "faults", FaultConfig()))
         timer.start()
@@ -181,7 +183,7 @@ def test_retry_after_is_honoured(tmp_path):
 
 
 def test_retry_after_longer_than_allowed_fails_fast(tmp_path):
-    with LoopbackServer(
+    with FaultInjectingServer(
         latency_only=True, faults=FaultConfig(error_429_rate=1.0, retry_after_s=600)
     ) as server:
         result = _backend(server, tmp_path, cache=False, max_retry_after_s=10).generate(
@@ -210,7 +212,7 @@ class _EchoHeadersHandler(http.server.BaseHTTPRequestHandler):
 def test_api_key_from_env_never_reaches_logs_cache_config_or_errors(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SAFEVID_API_KEY", FAKE_KEY)
     caplog.set_level(logging.DEBUG)
-    with LoopbackServer(latency_only=True, api_key=FAKE_KEY) as server:
+    with FaultInjectingServer(latency_only=True, api_key=FAKE_KEY) as server:
         backend = _backend(server, tmp_path)
         ok = backend.generate(_requests(3), progress=False)  # the server rejects requests without the key
     assert all(r.ok for r in ok)
@@ -281,7 +283,7 @@ def test_multi_megabyte_bodies_are_served(server, tmp_path):
 
 
 def test_bad_transport_settings_are_clear_errors():
-    with pytest.raises(ValueError, match="http_client must be aiohttp or httpx, got 'native'"):
+    with pytest.raises(ValueError, match=r"http_client: 'native' is not one of \['aiohttp', 'httpx'\]"):
         make_backend(kind="openai", model="m", base_url="http://x/v1", http_client="native")
     with pytest.raises(ValueError, match="base_url must be an http:// or https:// URL, got 'ftp://x/v1'"):
         make_backend(kind="openai", model="m", base_url="ftp://x/v1")
@@ -373,7 +375,17 @@ def test_cli_serves_latency_only(tmp_path):
     import openai
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "safevid", "serve", "--latency-only", "--port", "0", "--reply", "hello there"],
+        [
+            sys.executable,
+            "-m",
+            "safevid",
+            "fault-serve",
+            "--latency-only",
+            "--port",
+            "0",
+            "--reply",
+            "hello there",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,6 +9,11 @@ import pytest
 import tomllib
 
 from safevid.cli import COMMANDS, build_parser
+from safevid.plugins import COMMANDS as PLUGIN_COMMANDS
+from safevid.plugins import installed
+
+# The offline kit's commands, plugged in through the `safevid.commands` entry points of safevid's pyproject.
+KIT_COMMANDS = {"tiny-models", "make-videos", "loopback-hub", "fault-serve"}
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +22,7 @@ def test_help_lists_every_subcommand():
     proc = subprocess.run(
         [sys.executable, "-m", "safevid", "--help"], capture_output=True, text=True, check=True
     )
-    for name in COMMANDS:
+    for name in {*COMMANDS, *KIT_COMMANDS}:
         assert name in proc.stdout
 
 
@@ -33,7 +38,8 @@ def test_help_does_not_import_heavy_libraries():
 def test_every_subcommand_has_help_and_runner():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")
-    assert set(subparsers.choices) == set(COMMANDS)
+    assert set(subparsers.choices) == set(COMMANDS) | set(installed(PLUGIN_COMMANDS))
+    assert set(installed(PLUGIN_COMMANDS)) >= KIT_COMMANDS
     for name, sub in subparsers.choices.items():
         assert sub.get_default("_run") is not None, name
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
+from safevid.testing.demo_data import build_demo_preference_set
 from safevid.testing.tiny_models import build_tiny_model
 from safevid.training import (
     VideoDPOConfig,
@@ -17,7 +18,6 @@ from safevid.training import (
 )
 from safevid.training import data as data_module
 from safevid.training.collator import VideoPreferenceCollator
-from safevid.training.demo_data import build_demo_preference_set
 from safevid.video import sample_video
 
 

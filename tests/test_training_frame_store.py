@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
+from safevid.testing.demo_data import build_demo_preference_set
 from safevid.testing.tiny_models import build_tiny_model
 from safevid.training import VideoDPOConfig, load_preference_dataset, prepare_preference_dataset
 from safevid.training import data as data_module
 from safevid.training.collator import VideoPreferenceCollator
-from safevid.training.demo_data import build_demo_preference_set
 from safevid.training.frame_store import FrameStore
 
 ROWS, ROWS_PER_VIDEO = 6, 3

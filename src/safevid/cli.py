@@ -2,7 +2,9 @@
 
 Each subcommand lives in ``safevid.commands.<name>`` and defines ``add_arguments(parser)`` and
 ``run(args) -> int``; its module docstring's first line is its help. Command modules import
-nothing heavy at module level, so ``safevid --help`` stays instant.
+nothing heavy at module level, so ``safevid --help`` stays instant. Installed packages add
+subcommands through the ``safevid.commands`` entry points (`safevid.plugins`): the offline kit's
+``tiny-models``, ``make-videos``, ``loopback-hub`` and ``fault-serve`` come that way.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> module, in the order `--help` lists them: the three parts first, then the offline kit.
+from safevid.plugins import COMMANDS as PLUGIN_COMMANDS
+from safevid.plugins import installed
+
+# subcommand -> module, in the order `--help` lists them; plugged-in commands follow, by name.
 COMMANDS: dict[str, str] = {
     "build": "safevid.commands.build",
     "eval": "safevid.commands.eval",
     "serve": "safevid.commands.serve",
     "sample": "safevid.commands.sample",
-    "tiny-models": "safevid.commands.tiny_models",
-    "make-videos": "safevid.commands.make_videos",
-    "loopback-hub": "safevid.commands.loopback_hub",
 }
 
 
@@ -33,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"safevid {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
+    modules = [(name, importlib.import_module(module)) for name, module in COMMANDS.items()]
+    plugged = sorted(installed(PLUGIN_COMMANDS).items())
+    modules += [(name, entry.load()) for name, entry in plugged if name not in COMMANDS]
+    for name, module in modules:
         summary = (module.__doc__ or "").strip().splitlines()[0]
         sub = subparsers.add_parser(name, help=summary, description=module.__doc__)
         module.add_arguments(sub)

@@ -1,21 +1,10 @@
-"""A loopback OpenAI-compatible server: a local checkpoint behind ``/v1/chat/completions``, with faults.
+"""A loopback OpenAI-compatible server: a local checkpoint behind ``/v1/chat/completions`` (``safevid serve``).
 
-It serves a checkpoint through the transformers backend (``safevid serve <model-dir>``), or, in
-latency-only mode, no model at all: a fixed reply after a fixed delay, for throughput benchmarks.
-Tests inject faults per instance, seeded: added latency, HTTP 500, HTTP 429 with ``Retry-After``,
-hangs longer than the client's timeout, malformed and truncated JSON bodies.
-
-Implementation choice: `aiohttp.web` (aiohttp is pinned for the backend's client), not a
-hand-written HTTP/1.1 server. Both were measured behind the same aiohttp client in latency-only
-mode (50 ms per request) on the loaded 2-core box: aiohttp.web spends about 0.2 ms of CPU per
-request (5,000 requests per CPU-second; the hand-written one 0.11 ms), and end to end, at
-concurrency 128-256, it served up to 1,500-2,100 req/s in good runs and 1,100-1,300 in busy ones,
-the hand-written one 1,300-2,600: both bound by the client and the box's load, not by the server.
-With that much headroom over 1,500 req/s, the shorter, standards-complete server wins: its C parser
-handles every framing a client may send, ``client_max_size`` bounds bodies, and a client that hangs
-up cancels its handler. Latency-only replies are spliced from choices serialised once per
-(n, top_logprobs), the chat route is a plain route, and fault draws are skipped when every rate is
-0: this module's own work per request fell from about 57 to 21 µs, beside aiohttp.web's 150-190 µs.
+It serves a checkpoint through the transformers backend (``safevid serve <model-dir>``). The test double that
+adds latency and injects faults (`safevid.testing.server.FaultInjectingServer`) is a subclass in the offline
+kit, so this server stays what a user runs. Implementation: `aiohttp.web` (aiohttp is pinned for the backend's
+client): its C parser handles every framing a client may send, ``client_max_size`` bounds bodies, and a client
+that hangs up cancels its handler (measurements in docs/benchmarks.md).
 
 One event loop handles all connections; model calls run one at a time in a worker thread so the
 loop keeps answering, shielded from cancellation so a departed client never leaves a generation
@@ -39,7 +28,6 @@ import contextlib
 import itertools
 import json
 import logging
-import random
 import tempfile
 import threading
 import time
@@ -59,42 +47,9 @@ _SHUTDOWN_S = 2.0  # how long `stop` lets in-flight requests finish
 
 
 @dataclass
-class FaultConfig:
-    """Faults injected into ``/v1/chat/completions``, drawn per request from a seeded RNG.
-
-    Each ``*_rate`` is an independent probability; when several fire, the first in the order
-    500, 429, timeout, malformed, truncated applies. ``slow_rate`` adds ``slow_s`` on top of
-    ``latency_s`` and still answers.
-    """
-
-    latency_s: float = 0.0
-    slow_rate: float = 0.0
-    slow_s: float = 0.5
-    error_500_rate: float = 0.0
-    error_429_rate: float = 0.0
-    retry_after_s: float = 1.0
-    timeout_rate: float = 0.0
-    hang_s: float = 30.0
-    malformed_rate: float = 0.0
-    truncated_rate: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in (
-            "slow_rate",
-            "error_500_rate",
-            "error_429_rate",
-            "timeout_rate",
-            "malformed_rate",
-            "truncated_rate",
-        ):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"FaultConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-
-
-@dataclass
 class ServerStats:
-    """Counts of what the server did: chat requests received and each fault injected."""
+    """Counts of what the server did: chat requests received and answered, and each fault a test double
+    injected."""
 
     chat_requests: int = 0
     completed: int = 0
@@ -105,45 +60,35 @@ class LoopbackServer:
     """An OpenAI-compatible HTTP server on the loopback interface (see the module docstring).
 
     Args:
-        model_dir: Checkpoint served through the transformers backend; `None` with ``latency_only``.
-        latency_only: Serve ``reply`` after ``faults.latency_s`` without a model.
-        reply: The latency-only reply.
-        model_name: The model id reported by ``/v1/models`` and in responses.
+        model_dir: Checkpoint served through the transformers backend (`None` only in a subclass that answers
+            without a model).
+        model_name: The model id reported by ``/v1/models`` and in responses (default: the folder name).
         host: Interface to bind (loopback by default).
         port: Port; ``0`` picks a free one (read `port` after `start`).
-        faults: Faults to inject (a `FaultConfig`); none by default.
         api_key: If set, requests must carry ``Authorization: Bearer <api_key>``.
         backend_options: Extra `BackendConfig` fields for the transformers backend.
 
     Example:
 
     ```python
-    with LoopbackServer(latency_only=True, faults=FaultConfig(latency_s=0.05)) as server:
+    with LoopbackServer("tiny-qwen2-vl", backend_options={"device": "cpu"}) as server:
         backend = make_backend(kind="openai", model=server.model_name, base_url=server.base_url)
     ```
     """
 
     def __init__(
         self,
-        model_dir: str | Path | None = None,
+        model_dir: str | Path | None,
         *,
-        latency_only: bool = False,
-        reply: str = "OK",
         model_name: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        faults: FaultConfig | None = None,
         api_key: str | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> None:
-        if (model_dir is None) != latency_only:
-            raise ValueError("give a model_dir, or latency_only=True without one")
         self.model_dir = Path(model_dir) if model_dir is not None else None
-        self.latency_only = latency_only
-        self.reply = reply
-        self.model_name = model_name or (self.model_dir.name if self.model_dir else "latency-only")
+        self.model_name = model_name or (self.model_dir.name if self.model_dir else "model")
         self.host, self.port = host, port
-        self.faults = faults or FaultConfig()
         self._api_key = api_key
         self._backend_options = backend_options or {}
         self._backend: Any = None
@@ -155,17 +100,6 @@ class LoopbackServer:
         self._model_lock: asyncio.Lock | None = None
         self._instance = uuid.uuid4().hex[:12]
         self._ids = itertools.count()
-        self._model_json = json.dumps(self.model_name).encode()
-        self._latency_choices: dict[tuple[int, int | None], tuple[bytes, int]] = {}
-
-    @property
-    def faults(self) -> FaultConfig:
-        return self._faults
-
-    @faults.setter
-    def faults(self, faults: FaultConfig) -> None:
-        self._faults = faults
-        self._rng = random.Random(faults.seed)
 
     @property
     def url(self) -> str:
@@ -313,55 +247,18 @@ class LoopbackServer:
         return await self._chat(request)
 
     async def _chat(self, request: dict[str, Any]) -> tuple[int, bytes, dict[str, str]] | None:
-        f, rng = self.faults, self._rng
-        rates = (
-            f.slow_rate,
-            f.error_500_rate,
-            f.error_429_rate,
-            f.timeout_rate,
-            f.malformed_rate,
-            f.truncated_rate,
-        )
-        # Draw every fault each time so the sequence of draws does not depend on which one fires
-        # (with every rate at 0 nothing can fire, and the throughput benchmark skips the draws).
-        slow, e500, e429, hang, malformed, truncated = (
-            (rng.random() < rate for rate in rates) if any(rates) else (False,) * 6
-        )
-        delay = f.latency_s + (f.slow_s if slow else 0.0)
-        if slow:
-            self._count("slow")
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if e500:
-            self._count("error_500")
-            return 500, _error_body("injected server error", "internal_error"), {}
-        if e429:
-            self._count("error_429")
-            return (
-                429,
-                _error_body("injected rate limit", "rate_limit_exceeded"),
-                {"Retry-After": f"{f.retry_after_s:g}"},
-            )
-        if hang:
-            self._count("timeout")
-            await asyncio.sleep(f.hang_s)
-            return None
-        try:
-            status, payload = await self._complete(request)
-        except Exception as e:  # a model error answers 500 with its cause; the server keeps serving
-            logger.exception("chat completion failed")
-            return 500, _error_body(f"{type(e).__name__}: {e}", "internal_error"), {}
-        if status == 200 and malformed:
-            self._count("malformed")
-            return 200, b"<html>502 upstream</html> not json", {}
-        if status == 200 and truncated:
-            self._count("truncated")
-            return 200, payload[: len(payload) // 2], {}
+        """Status, body and extra headers of one chat request; `None` drops the connection (a test double's
+        hang)."""
+        status, payload = await self._answer(request)
         self.stats.completed += status == 200
         return status, payload, {}
 
-    def _count(self, fault: str) -> None:
-        self.stats.faults[fault] = self.stats.faults.get(fault, 0) + 1
+    async def _answer(self, request: dict[str, Any]) -> tuple[int, bytes]:
+        try:
+            return await self._complete(request)
+        except Exception as e:  # a model error answers 500 with its cause; the server keeps serving
+            logger.exception("chat completion failed")
+            return 500, _error_body(f"{type(e).__name__}: {e}", "internal_error")
 
     async def _complete(self, request: dict[str, Any]) -> tuple[int, bytes]:
         try:
@@ -369,9 +266,6 @@ class LoopbackServer:
             structured = _structured_from(request)
         except (ValueError, TypeError) as e:
             return 400, _error_body(str(e), "bad_request")
-        if self.latency_only:
-            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request["messages"])
-            return 200, self._latency_body(params.n, params.top_logprobs, prompt_tokens)
         from safevid.backends.types import ChatRequest
 
         try:
@@ -391,31 +285,6 @@ class LoopbackServer:
         # validates but cannot constrain, and the client's parser reports the parse failure.
         choices = [(c.text, c.finish_reason or "stop", _lp_tuples(c.logprobs)) for c in result.choices]
         return 200, self._completion_body(choices, result.usage.prompt_tokens, result.usage.completion_tokens)
-
-    def _latency_body(self, n: int, k: int | None, prompt_tokens: int) -> bytes:
-        """The latency-only reply: its choices serialised once per (n, top_logprobs), then spliced in."""
-        choices = self._latency_choices.get((n, k))
-        if choices is None:
-            tokens = self.reply.split() or [self.reply]
-            logprobs = [
-                (t, 0.0, [(t, 0.0)] + [(f"<alt{i}>", -10.0 - i) for i in range(max(0, (k or 0) - 1))])
-                for t in tokens
-            ]
-            lps = logprobs if k is not None else None
-            choices = (json.dumps(_wire_choices([(self.reply, "stop", lps)] * n)).encode(), len(tokens) * n)
-            self._latency_choices[(n, k)] = choices
-        payload, completion_tokens = choices
-        return b'{"id": "chatcmpl-%s-%d", "object": "chat.completion", "created": %d, "model": %s, ' % (
-            self._instance.encode(),
-            next(self._ids),
-            int(time.time()),
-            self._model_json,
-        ) + b'"choices": %s, "usage": {"prompt_tokens": %d, "completion_tokens": %d, "total_tokens": %d}}' % (
-            payload,
-            prompt_tokens,
-            completion_tokens,
-            prompt_tokens + completion_tokens,
-        )
 
     async def _generate_locked(self, chat: Any) -> Any:
         assert self._model_lock is not None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from safevid.pipeline.config import BuildConfig
+from safevid.plugins import resolve_model
 from safevid.prompts import PromptLibrary
 from safevid.taxonomy import Taxonomy, load_taxonomy
 
@@ -158,15 +159,6 @@ class BuildContext:
             if close is not None:
                 close()
         self._backends.clear()
-
-
-def resolve_model(model: str) -> str:
-    """``tiny:<family>`` → the folder of that tiny random-weight checkpoint (built offline once); else as is."""
-    if model.startswith("tiny:"):
-        from safevid.testing.tiny_models import build_tiny_model
-
-        return str(build_tiny_model(model.removeprefix("tiny:")))
-    return model
 
 
 def local_revision(model: str) -> str | None:

@@ -5,7 +5,8 @@ Sources, each turned into items with a stable source key:
 - a local folder (recursive; hidden files skipped; a file that is not a video is recorded, not ignored),
 - a list file of local paths (relative to the list file) and ``http(s)://`` URLs, one per line, ``#`` comments,
 - a Hub or local dataset with a video column (streamed, bytes or paths),
-- ``test_videos: N`` synthetic videos (demos and tests).
+- ``test_videos: N`` synthetic videos (demos and tests), written by the ``test_videos`` video source
+  (`safevid.plugins`).
 
 Each item is assigned to a shard by the hash of its source key (cheap: no worker reads another shard's
 bytes), then read, hashed (video id = SHA-256 of the bytes), probed and sampled with the shared
@@ -132,22 +133,14 @@ def _dataset_items(ctx: BuildContext, spec: InputSpec) -> Iterator[SourceItem]:
 
 
 def _test_videos(ctx: BuildContext, index: int, spec: InputSpec) -> Path:
-    """Write ``spec.test_videos`` small synthetic videos (varied length, rate and pattern) once."""
-    from safevid.testing.videos import make_test_video
+    """Have the installed ``test_videos`` video source write ``spec.test_videos`` videos, once."""
+    from safevid.plugins import VIDEO_SOURCES, load_plugin
 
     folder = ctx.config.work_path / "test-videos" / f"input-{index}"
     done = folder / ".complete"
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        for i in range(spec.test_videos or 0):
-            make_test_video(
-                folder / f"test_{i:02d}.mp4",
-                duration=1.0 + 0.25 * (i % 4),
-                fps=8.0 + i,
-                pattern="textured" if i % 2 else "index",
-                width=96,
-                height=64,
-            )
+        load_plugin(VIDEO_SOURCES, "test_videos")(folder, spec.test_videos or 0)
         done.touch()
     return folder
 

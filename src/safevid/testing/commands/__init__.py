@@ -1,0 +1,1 @@
+"""The offline kit's ``safevid`` subcommands, registered through the ``safevid.commands`` entry points."""
