@@ -161,6 +161,20 @@ def test_answers_record_model_and_the_benchmark_video_sampling(evaluated):
     assert row["usage"]["completion_tokens"] >= 1
 
 
+def test_a_sampling_override_merges_onto_the_row_sampling_field_by_field(evaluated, tiny, judge_server):
+    tmp = evaluated["tmp"] / "override"
+    data = run_config(
+        tmp, evaluated["bench"], tiny, judge_server, judge=None, limit=1, sampling={"num_frames": 3}
+    )
+    assert evaluate_run(EvalConfig.from_dict(data))["generation"]["answered"] == 1
+    row = read_jsonl(Path(data["output_dir"]) / "answers.jsonl")[0]
+    assert row["video_sampling"]["num_frames"] == 3  # the run's frame count
+    assert row["video_sampling"]["max_pixels"] == 4096  # the row's own pixel budget, kept
+    assert len(row["frame_timestamps"]) == 3
+    with pytest.raises(ValueError, match="Invalid video sampling override"):
+        EvalConfig.from_dict({**data, "sampling": {"num_frames": 0}})
+
+
 def test_choice_judge_score_is_the_logprob_expectation_over_http(evaluated, judge_server):
     from safevid.backends import make_backend
     from safevid.judge import Judge, JudgeItem

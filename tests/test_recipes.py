@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -122,6 +123,13 @@ def test_accelerate_launch_runs_the_recipe(demo_set, tmp_path):
     assert "[safevid] train: kept 4 of 4 rows" in proc.stdout
     out = tmp_path / "out"
     assert (out / "adapter_model.safetensors").is_file()
+    # Train metrics and trainer state saved, as TRL's scripts do.
+    train_results = json.loads((out / "train_results.json").read_text())
+    assert train_results["train_samples"] == 4
+    assert "train_loss" in train_results
+    assert json.loads((out / "all_results.json").read_text())["train_samples"] == 4
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == state["max_steps"] > 0
     card = (out / "README.md").read_text()
     assert "| `beta` | `0.1` |" in card
     assert '"num_frames": 4' in card

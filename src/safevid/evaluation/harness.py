@@ -14,8 +14,9 @@ already there and does only the rest, so a run killed at any point continues whe
 duplicates. A torn last line (a kill in the middle of a write) is cut off before appending. A rerun under a
 different model, generation or judge configuration is refused (``run.json``), never mixed.
 
-Videos are sampled with the benchmark row's own `VideoSampling` (the one its description was written from)
-unless the run sets ``sampling``; every answer line records the sampling it used.
+Videos are sampled with the benchmark row's own `VideoSampling` (the one its description was written from),
+with the run's ``sampling`` fields merged onto it field by field as training does (``--num-frames 4`` keeps the
+row's pixel budget and decoder); every answer line records the sampling it used.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class EvalConfig:
             ``vllm`` or ``openai``; ``model``; ``base_url``...).
         model_name: Name shown in reports and the model-index block; default: ``model.model``.
         generation: Sampling of the answers (`safevid.backends.SamplingParams` fields).
-        sampling: `safevid.video.VideoSampling` fields overriding the benchmark rows' own sampling.
+        sampling: `safevid.video.VideoSampling` fields overriding the benchmark rows' own sampling, field by
+            field (`VideoSampling.overridden`).
         judge: The judge's `BackendConfig` fields; ``None`` generates answers only.
         judge_style: ``choice`` (constrained digit + expected score from log-probabilities) or ``text``.
         threshold: Risk above this is unsafe.
@@ -112,11 +114,14 @@ class EvalConfig:
         if self.batch_size < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("batch_size and limit must be >= 1")
         from safevid.backends import BackendConfig, SamplingParams
+        from safevid.video import VideoSampling
 
-        BackendConfig.from_dict(self.model)  # fail now, not after loading the benchmark
+        # Fail now, not after loading the benchmark or at the first row.
+        BackendConfig.from_dict(self.model)
         if self.judge is not None:
             BackendConfig.from_dict(self.judge)
         SamplingParams(**self.generation)
+        VideoSampling().overridden(self.sampling or {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> EvalConfig:
@@ -265,7 +270,7 @@ def generate_answers(
 ) -> dict[str, int]:
     """Answer every benchmark item not answered yet; returns counts (done before, new, failed)."""
     from safevid.backends import ChatRequest, SamplingParams, make_backend, text_part, video_part
-    from safevid.video import VideoDecodeError, VideoSampling, sample_video
+    from safevid.video import VideoDecodeError, sample_video
 
     out = Path(config.output_dir)
     answers_path = out / ANSWERS
@@ -273,7 +278,6 @@ def generate_answers(
     pending = (row for row in dataset if row["id"] not in done)
     backend = backend or make_backend(config.model)
     params = SamplingParams(**config.generation)
-    override = VideoSampling.from_dict(config.sampling) if config.sampling else None
     kill = _KillHook()
     counts = {"already_answered": len(done), "answered": 0, "failed": 0}
     failures: list[dict[str, Any]] = []
@@ -281,7 +285,7 @@ def generate_answers(
     for batch in _chunks(pending, config.batch_size):
         requests, rows, samplings = [], [], []
         for row in batch:
-            sampling = override or _row_sampling(row)
+            sampling = _row_sampling(row).overridden(config.sampling or {})
             try:
                 sampled = sample_video(row["video"], sampling)
             except VideoDecodeError as e:

@@ -6,8 +6,7 @@ error, so every key a recipe may hold is a field here, in TRL's `DPOConfig`, or 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from trl import DPOConfig
@@ -147,31 +146,17 @@ class VideoDPOConfig(DPOConfig):
 
     def sampling_overrides(self) -> dict[str, Any]:
         """The `VideoSampling` fields this run overrides, as `{field: value}`."""
-        overrides = {
+        return {
             name: getattr(self, option)
             for option, name in SAMPLING_OVERRIDES.items()
             if getattr(self, option) is not None
         }
-        # Choosing fps replaces a frame count and vice versa: a VideoSampling holds exactly one of them.
-        if "fps" in overrides:
-            overrides.setdefault("num_frames", None)
-        elif "num_frames" in overrides:
-            overrides.setdefault("fps", None)
-        return overrides
 
     def apply_sampling_overrides(self, sampling: VideoSampling) -> VideoSampling:
-        """`sampling` (a row's) with this run's `video_*` overrides applied.
+        """`sampling` (a row's) with this run's `video_*` overrides applied field by field
+        (`VideoSampling.overridden`).
 
         Raises:
             `ValueError`: the result is not a valid `VideoSampling`; the message names the fields.
         """
-        overrides = self.sampling_overrides()
-        if not overrides:
-            return sampling
-        if overrides.get("num_frames") is None and overrides.get("fps") is None:
-            # Only max_frames/max_pixels/backend: keep the row's count or rate.
-            overrides = {k: v for k, v in overrides.items() if k not in ("num_frames", "fps")}
-        try:
-            return replace(sampling, **overrides)
-        except ValueError as error:
-            raise ValueError(f"Invalid video sampling override {json.dumps(overrides)}: {error}") from error
+        return sampling.overridden(self.sampling_overrides())

@@ -11,6 +11,10 @@ from safevid.training.config import ScriptArguments, VideoDPOConfig
 def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_args: Any) -> Any:
     """Load the data and the model, train with `VideoDPOTrainer`, save, and push with a card if asked.
 
+    As TRL's and the alignment handbook's scripts do, the train metrics (and eval metrics when an eval split
+    is used) are logged and saved (``train_results.json``, ``eval_results.json``, ``all_results.json``), and so
+    is the trainer state (``trainer_state.json``), in ``output_dir``.
+
     Args:
         script_args (`ScriptArguments`): the dataset (Hub id or local folder), its config and splits.
         training_args (`VideoDPOConfig`): the training configuration.
@@ -53,7 +57,15 @@ def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_a
         quantization_config=get_quantization_config(model_args),
         dataset_name=script_args.dataset_name,
     )
-    trainer.train(resume_from_checkpoint=_resume_point(training_args))
+    result = trainer.train(resume_from_checkpoint=_resume_point(training_args))
+    metrics = {**result.metrics, "train_samples": len(trainer.train_dataset)}
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    if evaluation is not None:
+        metrics = {**trainer.evaluate(), "eval_samples": len(trainer.eval_dataset)}
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
     trainer.save_model(training_args.output_dir)
     trainer.create_model_card()
     trainer.accelerator.print(f"[safevid] model saved to {training_args.output_dir}")

@@ -9,7 +9,7 @@ every backend.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 BACKENDS = ("torchcodec", "pyav")
@@ -102,6 +102,28 @@ class VideoSampling:
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-able dict, the form stored with every dataset row."""
         return asdict(self)
+
+    def overridden(self, overrides: dict[str, Any]) -> VideoSampling:
+        """This sampling with ``overrides`` (`{field: value}`, `None` values left out) applied field by field.
+
+        Fields not overridden keep their values (a row's pixel budget and decoder survive a new frame count).
+        Choosing ``fps`` replaces a frame count and vice versa: a `VideoSampling` holds exactly one of them.
+
+        Raises:
+            ValueError: an unknown field, or an invalid result; the message names the overrides.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(f"Unknown VideoSampling keys {unknown}; known keys are {sorted(asdict(self))}.")
+        if "fps" in given:
+            given.setdefault("num_frames", None)
+        elif "num_frames" in given:
+            given.setdefault("fps", None)
+        try:
+            return replace(self, **given)
+        except ValueError as error:
+            raise ValueError(f"Invalid video sampling override {given}: {error}") from error
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoSampling:
