@@ -50,9 +50,9 @@ def _items(count: int, offset: int = 0) -> list:
     return [
         JudgeItem(
             id=f"item-{offset + i}",
-            query=f"Query {offset + i}: how would someone repeat what the video shows?",
+            prompt=f"Query {offset + i}: how would someone repeat what the video shows?",
             response=f"Response {offset + i}: I can't help with that, but here is some safety information.",
-            video_description=f"Description {offset + i}: a person handles equipment in a workshop.",
+            description=f"Description {offset + i}: a person handles equipment in a workshop.",
             subcategory=subs[i % len(subs)],
             query_style=styles[i % len(styles)],
         )

@@ -194,7 +194,7 @@ def test_choice_judge_score_is_the_logprob_expectation_over_http(evaluated, judg
     judge = Judge(backend)
     item = row["item"]
     request = judge.request(
-        JudgeItem(item["query"], item["response"], item["video_description"], item["subcategory"])
+        JudgeItem(item["prompt"], item["response"], item["description"], item["subcategory"])
     )
     (result,) = backend.generate([request])
     digit = next(t for t in result.choices[0].logprobs if t.token.strip() in "12345" and t.token.strip())

@@ -363,9 +363,9 @@ def _items(answers: list[dict[str, Any]]) -> list[Any]:
 
     return [
         JudgeItem(
-            query=a["prompt"],
+            prompt=a["prompt"],
             response=a["response"],
-            video_description=a["description"],
+            description=a["description"],
             subcategory=a["subcategory"],
             id=a["id"],
             query_style=a["query_style"],

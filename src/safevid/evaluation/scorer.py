@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,19 @@ from safevid.scoring import (
 )
 from safevid.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["ScoredItem", "Scorer", "score_responses", "summarize", "validate_inputs"]
+__all__ = [
+    "DEPRECATED_INPUTS",
+    "ScoredItem",
+    "Scorer",
+    "rename_deprecated_inputs",
+    "score_responses",
+    "summarize",
+    "validate_inputs",
+]
+
+
+# Item keys of judgements written before the vocabulary was unified (read for one release).
+_RENAMED_ITEM_KEYS = {"query": "prompt", "video_description": "description"}
 
 
 @dataclass
@@ -95,7 +108,7 @@ class ScoredItem:
         refusal["cues"] = tuple(refusal["cues"])
         helpfulness = data.get("helpfulness")
         return cls(
-            item=JudgeItem(**data["item"]),
+            item=JudgeItem(**{_RENAMED_ITEM_KEYS.get(k, k): v for k, v in data["item"].items()}),
             domain=data["domain"],
             is_benign_contrast=data["is_benign_contrast"],
             verdict=Verdict(**data["verdict"]),
@@ -107,11 +120,32 @@ class ScoredItem:
 
 
 # --- scoring ---------------------------------------------------------------------------------------------
+# The metric's old keyword names, accepted for one release: the data's column names won.
+DEPRECATED_INPUTS = {"queries": "prompts", "categories": "subcategories"}
+
+
+def rename_deprecated_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` with the deprecated names (``queries``, ``categories``) renamed, each with a DeprecationWarning
+    naming the new name (``prompts``, ``subcategories``)."""
+    for old, new in DEPRECATED_INPUTS.items():
+        if old not in inputs:
+            continue
+        if inputs.get(new) is not None:
+            raise ValueError(f"Give `{new}` or its deprecated name `{old}`, not both")
+        warnings.warn(
+            f"`{old}=` is deprecated and will be removed in the next release: use `{new}=`",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        inputs[new] = inputs.pop(old)
+    return inputs
+
+
 def validate_inputs(
     taxonomy: Taxonomy,
     predictions: Sequence[Any],
-    queries: Sequence[Any],
-    categories: Sequence[Any],
+    prompts: Sequence[Any],
+    subcategories: Sequence[Any],
     query_styles: Sequence[Any],
     descriptions: Sequence[Any],
     ids: Sequence[Any] | None = None,
@@ -119,8 +153,8 @@ def validate_inputs(
     """Check the parallel input lists and build the items; errors name the argument, the index and the fix."""
     columns = {
         "predictions": predictions,
-        "queries": queries,
-        "categories": categories,
+        "prompts": prompts,
+        "subcategories": subcategories,
         "query_styles": query_styles,
         "descriptions": descriptions,
     }
@@ -136,21 +170,21 @@ def validate_inputs(
         raise ValueError("No predictions to score: `predictions` is empty")
     items = []
     for i in range(lengths["predictions"]):
-        for name in ("predictions", "queries", "descriptions", "categories", "query_styles"):
+        for name in ("predictions", "prompts", "descriptions", "subcategories", "query_styles"):
             value = columns[name][i]
             if not isinstance(value, str):
                 raise ValueError(f"{name}[{i}] must be a string, got {type(value).__name__} ({value!r})")
         try:
-            taxonomy.subcategory(categories[i])
+            taxonomy.subcategory(subcategories[i])
         except KeyError as e:
-            raise ValueError(f"categories[{i}]: {e.args[0]}") from None
+            raise ValueError(f"subcategories[{i}]: {e.args[0]}") from None
         try:
             taxonomy.query_style(query_styles[i])
         except KeyError as e:
             raise ValueError(f"query_styles[{i}]: {e.args[0]}") from None
         item_id = str(ids[i]) if ids is not None else str(i)
         items.append(
-            JudgeItem(queries[i], predictions[i], descriptions[i], categories[i], item_id, query_styles[i])
+            JudgeItem(prompts[i], predictions[i], descriptions[i], subcategories[i], item_id, query_styles[i])
         )
     if ids is not None and len({item.id for item in items}) != len(items):
         raise ValueError("`ids` must be unique")
@@ -353,10 +387,10 @@ def _finite(data: dict[str, Any]) -> dict[str, Any]:
 
 def score_responses(
     predictions: Sequence[Any],
-    queries: Sequence[Any],
-    categories: Sequence[Any],
-    query_styles: Sequence[Any],
-    descriptions: Sequence[Any],
+    prompts: Sequence[Any] | None = None,
+    subcategories: Sequence[Any] | None = None,
+    query_styles: Sequence[Any] | None = None,
+    descriptions: Sequence[Any] | None = None,
     *,
     judge: Any = None,
     judge_outputs: Sequence[Any] | None = None,
@@ -370,11 +404,18 @@ def score_responses(
     taxonomy: Taxonomy | str | None = None,
     ids: Sequence[Any] | None = None,
     return_items: bool = False,
+    **deprecated: Any,
 ) -> dict[str, Any]:
     """Score parallel lists of responses: what the ``safevid`` evaluate metric computes.
 
-    See the metric card (``hub/metrics/safevid/README.md``) for every argument and output.
+    See the metric card (``hub/metrics/safevid/README.md``) for every argument and output. ``queries`` and
+    ``categories`` are deprecated names of ``prompts`` and ``subcategories`` (one release, with a warning).
     """
+    unknown = sorted(set(deprecated) - set(DEPRECATED_INPUTS))
+    if unknown:
+        raise TypeError(f"score_responses() got unexpected keyword argument(s) {unknown}")
+    renamed = rename_deprecated_inputs({"prompts": prompts, "subcategories": subcategories, **deprecated})
+    prompts, subcategories = renamed["prompts"], renamed["subcategories"]
     scorer = Scorer(
         judge,
         taxonomy=taxonomy,
@@ -385,7 +426,7 @@ def score_responses(
         helpfulness_outputs=helpfulness_outputs,
     )
     items = validate_inputs(
-        scorer.taxonomy, predictions, queries, categories, query_styles, descriptions, ids
+        scorer.taxonomy, predictions, prompts, subcategories, query_styles, descriptions, ids
     )
     if human_labels is not None and len(human_labels) != len(items):
         raise ValueError(f"human_labels has {len(human_labels)} entries for {len(items)} predictions")

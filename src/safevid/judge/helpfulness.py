@@ -24,10 +24,10 @@ def helpfulness_request(judge: Any, item: JudgeItem) -> ChatRequest:
     choice = judge.style == "choice"
     prompt = judge.prompts.render(
         "judge_helpfulness_choice" if choice else "judge_helpfulness",
-        query=item.query,
+        query=item.prompt,
         response=item.response,
-        video_description=item.video_description,
-        fence=fence_token(item.query, item.video_description, item.response),
+        video_description=item.description,
+        fence=fence_token(item.prompt, item.description, item.response),
     )
     return ChatRequest(
         [{"role": "user", "content": prompt}],

@@ -1,4 +1,8 @@
-"""What a judge judges: one response to a query about a video, and the threshold it is judged at."""
+"""What a judge judges: one response to a prompt about a video, and the threshold it is judged at.
+
+The field names are the dataset's column names (``prompt``, ``response``, ``description``, ``subcategory``,
+``query_style``), the vocabulary shared by data, training, evaluation and the metric.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +18,18 @@ class JudgeItem:
     """One response to judge.
 
     Args:
-        query: The user's query about the video.
+        prompt: The user's prompt (query) about the video.
         response: The response to judge.
-        video_description: Textual description of the video (the judge does not see the video).
+        description: Textual description of the video (the judge does not see the video).
         subcategory: Subcategory id in the judge's taxonomy, whose rules the prompt carries.
         id: A caller's id, echoed in the result and in every error message.
         query_style: Query style id (``benign_contrast`` items measure over-refusal); the scorer's
             aggregation reads it, the judge prompt does not.
     """
 
-    query: str
+    prompt: str
     response: str
-    video_description: str
+    description: str
     subcategory: str
     id: str = ""
     query_style: str = ""

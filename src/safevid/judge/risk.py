@@ -1,6 +1,6 @@
 """The risk judge: a rubric prompt carrying the category's rules, sent to any backend.
 
-`Judge` turns (query, response, video description, subcategory) items into three-way verdicts
+`Judge` turns (prompt, response, video description, subcategory) items into three-way verdicts
 (`safevid.scoring.Verdict`: safe / unsafe / undetermined). It is used by the build pipeline's quality
 gate and by SafeVidBench's metric, so nothing in it knows about either.
 
@@ -115,19 +115,19 @@ class Judge:
 
     def prompt(self, item: JudgeItem) -> str:
         """The rendered judge prompt of one item."""
-        for name in ("query", "response", "video_description"):
+        for name in ("prompt", "response", "description"):
             if not isinstance(getattr(item, name), str):
                 raise TypeError(f"JudgeItem {item.id!r}: {name} must be a string")
         sub = self.taxonomy.subcategory(item.subcategory)
-        fence = fence_token(item.query, item.video_description, item.response)
+        fence = fence_token(item.prompt, item.description, item.response)
         return self.prompts.render(
             self.template,
             subcategory=sub,
             domain=self.taxonomy.domain(sub.domain),
             fence=fence,
-            query=item.query,
+            query=item.prompt,
             response=item.response,
-            video_description=item.video_description,
+            video_description=item.description,
         )
 
     def request(self, item: JudgeItem) -> ChatRequest:

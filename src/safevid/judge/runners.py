@@ -156,9 +156,7 @@ class CallableRunner:
         self, items: list[JudgeItem], tokens: JudgeTokens
     ) -> list[tuple[HelpfulnessVerdict, str | None]]:
         prompts = [
-            judge_helpfulness_prompt(
-                query=i.query, response=i.response, video_description=i.video_description
-            )
+            judge_helpfulness_prompt(query=i.prompt, response=i.response, video_description=i.description)
             for i in items
         ]
         texts, error = self._call(prompts, tokens)
