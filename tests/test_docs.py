@@ -15,13 +15,19 @@ DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "reci
                *(ROOT / "hub").rglob("README.md")])  # fmt: skip
 
 
-def test_configuration_reference_is_up_to_date():
+@pytest.mark.parametrize("script", ["config_reference.py", "api_reference.py"])
+def test_generated_references_are_up_to_date(script):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "config_reference.py"), "--check"],
-        capture_output=True,
-        text=True,
+        [sys.executable, str(ROOT / "scripts" / script), "--check"], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_api_reference_names_the_functions_a_newcomer_needs():
+    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    for name in ("sample_video", "probe_video", "judge_verdict", "is_refusal", "Judge", "score_responses",
+                 "load_benchmark", "load_config", "run_build", "run_dpo"):  # fmt: skip
+        assert f"| `{name}` |" in api, name
 
 
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(ROOT)))

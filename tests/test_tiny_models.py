@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from safevid.commands import tiny_models as tiny_models_command
 from safevid.families import get_family, video_processor_inputs
 from safevid.testing import tiny_models
+from safevid.testing.commands import tiny_models as tiny_models_command
 from safevid.testing.tiny_models import (
     FAMILIES,
     KIT_VERSION,

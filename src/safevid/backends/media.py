@@ -56,6 +56,7 @@ def frame_bytes(frame: Any, fmt: str = "jpeg", quality: int = 90) -> bytes:
 
 
 def data_url(payload: bytes, mime: str) -> str:
+    """A ``data:<mime>;base64,...`` URL of ``payload``."""
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
 
 
@@ -71,6 +72,7 @@ def frames_as_video_url(video: Any) -> str:
 
 
 def file_as_data_url(path: str | Path, default_mime: str) -> str:
+    """A data URL of a file's bytes, its MIME type guessed from the name (else ``default_mime``)."""
     path = Path(path)
     mime = mimetypes.guess_type(path.name)[0] or default_mime
     return data_url(path.read_bytes(), mime)

@@ -67,7 +67,7 @@ class OpenAIBackend(Backend):
 
         # The coroutine `asyncio.run` runs returns nothing: on exit, CPython 3.11's SIGINT bookkeeping
         # formats the repr of its main task, result included, and the repr of a 10,000-result batch
-        # costs about 40 µs per result (measured by benchmarks/backend_throughput.py).
+        # is a measurable cost per result (docs/benchmarks.md, backend throughput).
         async def run() -> None:
             out.append(await self.agenerate(requests, progress=progress))
 

@@ -10,15 +10,8 @@ keep-alive connections; ``await transport.aclose()`` when the batch is done.
   package sits on. Choose it to go through a proxy set in the environment (``HTTPS_PROXY``...):
   it honours those, the aiohttp transport talks straight to the server it was pointed at.
 
-Measured by ``benchmarks/backend_throughput.py`` (2,000 requests at concurrency 64 against the
-loopback server answering after 50 ms, ideal 1,280 req/s; two runs on the shared 2-core box at
-load average 2.2-2.7): aiohttp 1,021-1,069 req/s (0.80-0.84 of ideal); httpx 80-94 req/s
-(0.06-0.07), its connection pool re-scanning every connection on each request assignment; the
-official `AsyncOpenAI` client, also on httpx, 206-244 req/s; a sequential loop 18 req/s. The
-aiohttp client itself costs about 190-265 µs of CPU per request (a bare `ClientSession.post`
-loop; prebuilt URLs, fewer auto headers, no decompression or no context manager changed nothing
-measurable), a minimal asyncio-protocol HTTP/1.1 client 50-65 µs: with the server no longer the
-limit, that difference is what separates 0.8 from 0.9 on this box.
+Why aiohttp is the default, measured by ``benchmarks/backend_throughput.py``: see docs/benchmarks.md
+(httpx's connection pool re-scans every connection on each request assignment).
 
 Neither has its own timeout: the caller puts a deadline around `post`, and a cancelled request
 closes its connection. Connection-level failures (refused, reset, closed mid-body, a response that
@@ -38,6 +31,8 @@ class TransportError(Exception):
 
 @dataclass
 class HTTPResponse:
+    """One HTTP response, whatever the client: status, headers and the whole body."""
+
     status_code: int
     headers: Mapping[str, str]  # case-insensitive look-ups (the client's own header mapping)
     content: bytes

@@ -34,7 +34,15 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalConfig", "RunChangedError", "evaluate_run", "generate_answers", "judge_answers", "score_run"]
+__all__ = [
+    "EvalConfig",
+    "RunChangedError",
+    "evaluate_run",
+    "generate_answers",
+    "judge_answers",
+    "load_benchmark",
+    "score_run",
+]
 
 ANSWERS, JUDGEMENTS, FAILURES, RUN, METRICS = (
     "answers.jsonl",

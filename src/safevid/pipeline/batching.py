@@ -15,6 +15,7 @@ RETRYABLE_KINDS = ("timeout", "connection", "protocol")
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last one shorter), read lazily."""
     batch: list[T] = []
     for item in items:
         batch.append(item)

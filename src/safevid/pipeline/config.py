@@ -75,6 +75,8 @@ class StageSampling:
 
 @dataclass
 class DescribeConfig:
+    """``describe:``: the video LMM writing each video's description, and its sampling."""
+
     model: str = field(default="describer", metadata={"help": "Name of a `models` entry (a video LMM)."})
     sampling: StageSampling = field(default_factory=lambda: StageSampling(max_tokens=768))
     batch_size: int = field(default=32, metadata={"help": "Videos per committed batch."})
@@ -82,6 +84,8 @@ class DescribeConfig:
 
 @dataclass
 class ClassifyConfig:
+    """``classify:``: the LLM mapping descriptions to the taxonomy by choice-constrained votes."""
+
     model: str = field(default="classifier", metadata={"help": "Name of a `models` entry (an LLM)."})
     votes: int = field(
         default=8, metadata={"help": "Choice samples per video; labels are the subcategories voted for."}
@@ -101,6 +105,8 @@ class ClassifyConfig:
 
 @dataclass
 class QueriesConfig:
+    """``queries:``: the LLM writing rule-driven queries, and how many per query style."""
+
     model: str = field(default="query_writer", metadata={"help": "Name of a `models` entry."})
     per_style: dict[str, int] = field(
         default_factory=lambda: {
@@ -125,6 +131,8 @@ class QueriesConfig:
 
 @dataclass
 class ResponsesConfig:
+    """``responses:``: the models writing chosen and rejected replies."""
+
     chosen_model: str = field(
         default="responder", metadata={"help": "LLM writing the rule-guided chosen reply."}
     )
@@ -147,6 +155,8 @@ class ResponsesConfig:
 
 @dataclass
 class DedupConfig:
+    """``gates.dedup:``: exact and near-duplicate query removal across the set."""
+
     exact: bool = field(default=True, metadata={"help": "Drop exact duplicate queries (normalised text)."})
     near_threshold: float | None = field(
         default=0.85,
@@ -161,6 +171,8 @@ class DedupConfig:
 
 @dataclass
 class DecontaminationConfig:
+    """``gates.decontamination:``: the benchmark whose videos and queries the set must not share."""
+
     dataset: str | None = field(
         default=None, metadata={"help": "Benchmark dataset (Hub id, folder or file)."}
     )
@@ -176,6 +188,8 @@ class DecontaminationConfig:
 
 @dataclass
 class GatesConfig:
+    """``gates:``: the safety judge per pair (``judge_mode``), dedup and decontamination."""
+
     judge_mode: Literal["enforce", "record", "off"] = field(
         default="enforce",
         metadata={"help": "enforce: drop pairs whose chosen is not judged safe or rejected not unsafe; "
@@ -199,6 +213,8 @@ class GatesConfig:
 
 @dataclass
 class PublishConfig:
+    """``publish:``: Parquet layout, card, license, gating and Hub target."""
+
     embed_videos: bool = field(default=True, metadata={"help": "Embed video bytes; false: reference paths."})
     rows_per_shard: int = field(default=5000, metadata={"help": "Rows per Parquet file."})
     rows_per_row_group: int = field(default=64, metadata={"help": "Rows per row group (bounds memory)."})

@@ -46,6 +46,7 @@ def basic_problem(row: dict[str, Any]) -> str | None:
 
 
 def make_judge(ctx: BuildContext) -> Judge:
+    """The build's `safevid.judge.Judge`, from the ``gates`` section of its config."""
     cfg = ctx.config.gates
     return Judge(
         ctx.backend(cfg.judge_model),

@@ -24,6 +24,8 @@ STAGE = "query"
 
 @dataclass
 class QuerySlot:
+    """One query to write: its record key, video, label, style and variant."""
+
     key: str
     video_id: str
     label: dict[str, Any]

@@ -166,6 +166,7 @@ def is_prepared(dataset: Dataset) -> bool:
 
 
 def default_cache_dir() -> Path:
+    """Where prepared rows and decoded frames are cached by default: ``$SAFEVID_HOME/dpo-cache``."""
     from safevid.paths import safevid_home
 
     return safevid_home() / "dpo-cache"
