@@ -1,5 +1,9 @@
-"""Offline test kit: tiny random-weight checkpoints, synthetic videos and a loopback Hub.
+"""Offline test kit: tiny random-weight checkpoints, synthetic videos, a loopback Hub, a fault-injecting
+OpenAI-compatible server and a demo preference set.
 
 Everything here is built locally and deterministically, so the test suite runs the same code
-paths as a 7B model would, without a network.
+paths as a 7B model would, without a network. Production code never imports this package: the kit
+plugs in through the entry points declared in safevid's ``pyproject.toml`` (`safevid.plugins`):
+``tiny:<family>`` models, ``test_videos: N`` build inputs and the ``tiny-models``, ``make-videos``,
+``loopback-hub`` and ``fault-serve`` commands.
 """
