@@ -151,4 +151,5 @@ def test_choices_are_constrained_through_the_loopback_server(tiny_model, tmp_pat
             extra_body={"guided_choice": list(CATEGORIES)},
         )
         assert completion.choices[0].message.content in CATEGORIES
-    assert server.stats.completed == len(requests) + len(sampled) + 1
+    # The batches, the official client's request, and one probe that the constraint is honoured.
+    assert server.stats.completed == len(requests) + len(sampled) + 1 + 1

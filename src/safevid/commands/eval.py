@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-base-url", help="OpenAI-compatible URL of the judge.")
     parser.add_argument(
         "--judge-structured-outputs",
-        choices=("openai", "vllm", "none"),
-        help="How the judge's choice constraint is sent (vllm for vLLM / safevid serve).",
+        metavar="DIALECT",  # checked by BackendConfig: auto, vllm, sglang, tgi, openai or none
+        help="Dialect of the judge's choice constraint: auto (default: asked of the server), vllm, sglang, "
+        "tgi, openai, none.",
     )
     parser.add_argument("--judge-style", choices=("choice", "text"), help="Judge style (default choice).")
     parser.add_argument("--threshold", type=float, help="Risk above this is unsafe (default 2.85).")
