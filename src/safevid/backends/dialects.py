@@ -11,6 +11,8 @@ drop unknown fields; TGI ignores them too). So the backend speaks each server's 
 | `tgi`    | ``response_format: {type: regex, value}``| ``response_format: {type: json, value: schema}``      |
 | `openai` | none (the API has no choice constraint)  | ``response_format`` json_schema with ``strict: true`` |
 
+A regex goes where a choice does, as a regex (vLLM: ``structured_outputs.regex``); OpenAI has none.
+
 ``auto`` identifies the server from what it says about itself (`identify`): ``owned_by`` in
 ``GET /v1/models`` (``vllm``, ``sglang``, ``safevid``), vLLM's ``GET /version``, TGI's ``GET /info``
 (``router: text-generation-router``), OpenAI's host. TGI also refuses ``top_p: 1.0`` (it wants
@@ -42,6 +44,7 @@ VLLM_MIN_VERSION = (0, 10, 2)  # the first release that reads `structured_output
 _REGEX_META = set("\\.^$*+?{}[]|()/")
 _PROBE_QUESTION = "What is the capital of France? Answer in one word."
 _PROBE_CHOICES = ("zq-probe-7319", "zq-probe-2864")
+_PROBE_REGEX = "zq-probe-[0-9]{4}"
 _PROBE_SCHEMA = {
     "type": "object",
     "properties": {"probe": {"type": "string", "enum": ["zq-probe-7319"]}},
@@ -54,7 +57,7 @@ _FIXES = {
     "sglang": "start SGLang with a grammar backend (`--grammar-backend xgrammar`, not `none`)",
     "tgi": "start TGI without `--disable-grammar-support`",
     "openai": "OpenAI's API has no choice constraint: use a server that has one (vLLM, SGLang, TGI)",
-    "safevid": "`safevid serve` constrains choices only (JSON schemas are validated, not enforced)",
+    "safevid": "install the `constrained` extra where `safevid serve` runs (`pip install 'safevid[constrained]'`)",
 }
 _NONE_FIX = "or set `structured_outputs: none` to send no constraint and parse answers as they come"
 
@@ -120,15 +123,20 @@ def identify(base_url: str, documents: dict[str, Any]) -> ServerIdentity:
     )
 
 
+def constraint_kind(spec: StructuredOutput) -> Literal["choice", "json", "regex"]:
+    return "choice" if spec.choice else "regex" if spec.regex is not None else "json"
+
+
 def constraint_fields(dialect: Dialect, spec: StructuredOutput) -> dict[str, Any]:
     """The request-body fields that express ``spec`` in ``dialect`` (empty where it has no form)."""
+    regex = choice_regex(spec.choice) if spec.choice else spec.regex
     if dialect == "vllm":
-        return {
-            "structured_outputs": {"choice": list(spec.choice)} if spec.choice else {"json": spec.json_schema}
-        }
-    if dialect == "sglang":
         if spec.choice:
-            return {"regex": choice_regex(spec.choice)}
+            return {"structured_outputs": {"choice": list(spec.choice)}}
+        return {"structured_outputs": {"regex": regex} if regex is not None else {"json": spec.json_schema}}
+    if dialect == "sglang":
+        if regex is not None:
+            return {"regex": regex}
         return {
             "response_format": {
                 "type": "json_schema",
@@ -136,8 +144,8 @@ def constraint_fields(dialect: Dialect, spec: StructuredOutput) -> dict[str, Any
             }
         }
     if dialect == "tgi":
-        if spec.choice:
-            return {"response_format": {"type": "regex", "value": choice_regex(spec.choice)}}
+        if regex is not None:
+            return {"response_format": {"type": "regex", "value": regex}}
         return {"response_format": {"type": "json", "value": spec.json_schema}}
     if dialect == "openai" and spec.json_schema is not None:
         return {
@@ -171,14 +179,14 @@ def expressible(dialect: Dialect, spec: StructuredOutput) -> bool:
     return dialect != "none" and bool(constraint_fields(dialect, spec))
 
 
-def probe_request(kind: Literal["choice", "json"]) -> ChatRequest:
+def probe_request(kind: Literal["choice", "json", "regex"]) -> ChatRequest:
     """A request whose only constrained answers are strings a model never gives to its question."""
-    spec = (
-        StructuredOutput(choice=_PROBE_CHOICES, name="probe")
-        if kind == "choice"
-        else StructuredOutput(json_schema=_PROBE_SCHEMA, name="probe")
-    )
-    sampling = SamplingParams(max_tokens=16 if kind == "choice" else 32, temperature=0.0)
+    spec = {
+        "choice": StructuredOutput(choice=_PROBE_CHOICES, name="probe"),
+        "json": StructuredOutput(json_schema=_PROBE_SCHEMA, name="probe"),
+        "regex": StructuredOutput(regex=_PROBE_REGEX, name="probe"),
+    }[kind]
+    sampling = SamplingParams(max_tokens=32 if kind == "json" else 16, temperature=0.0)
     return ChatRequest(
         [{"role": "user", "content": _PROBE_QUESTION}], sampling, spec, id=f"structured-probe-{kind}"
     )
@@ -197,6 +205,8 @@ def check_probe(identity: ServerIdentity, base_url: str, request: ChatRequest, r
     text = result.choices[0].text.strip()
     if spec.choice is not None:
         honoured = text in spec.choice
+    elif spec.regex is not None:
+        honoured = re.fullmatch(spec.regex, text) is not None
     else:
         try:
             validate(json.loads(text), spec.json_schema or {})
@@ -204,7 +214,13 @@ def check_probe(identity: ServerIdentity, base_url: str, request: ChatRequest, r
         except (ValueError, StructuredOutputError):
             honoured = False
     if not honoured:
-        allowed = list(spec.choice) if spec.choice else "JSON matching " + json.dumps(spec.json_schema)
+        allowed = (
+            list(spec.choice)
+            if spec.choice
+            else f"text matching {spec.regex!r}"
+            if spec.regex is not None
+            else "JSON matching " + json.dumps(spec.json_schema)
+        )
         raise StructuredOutputsNotHonouredError(
             f"{what} ignored the constraint: a probe that allows only {allowed} got {text[:80]!r}: {fix}"
         )
@@ -213,7 +229,7 @@ def check_probe(identity: ServerIdentity, base_url: str, request: ChatRequest, r
 def unexpressible_error(
     identity: ServerIdentity, base_url: str, spec: StructuredOutput
 ) -> StructuredOutputsNotHonouredError:
-    kind = "choice" if spec.choice else "JSON schema"
+    kind = {"choice": "choice", "json": "JSON schema", "regex": "regex"}[constraint_kind(spec)]
     return StructuredOutputsNotHonouredError(
         f"{identity} at {base_url} has no {kind} constraint in the {identity.dialect!r} dialect: "
         f"{_FIXES.get(identity.server, _FIXES[identity.dialect])}, {_NONE_FIX}"

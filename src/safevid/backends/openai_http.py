@@ -147,9 +147,7 @@ class OpenAIBackend(Backend):
         c = self.config
         if c.structured_outputs == "none":
             return
-        specs = {
-            ("choice" if r.structured.choice else "json"): r.structured for r in requests if r.structured
-        }
+        specs = {dialects.constraint_kind(r.structured): r.structured for r in requests if r.structured}
         if self.server is None:
             if c.structured_outputs != "auto":
                 self.server = dialects.ServerIdentity("the server", c.structured_outputs)
@@ -167,7 +165,7 @@ class OpenAIBackend(Backend):
                 continue
             if not dialects.expressible(self.server.dialect, spec):
                 raise dialects.unexpressible_error(self.server, self.base_url, spec)
-            probe = dialects.probe_request(kind)  # type: ignore[arg-type]
+            probe = dialects.probe_request(kind)
             dialects.check_probe(self.server, self.base_url, probe, await sender.send(probe))
             self._probed.add(kind)
 
