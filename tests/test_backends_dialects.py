@@ -193,3 +193,18 @@ def test_structured_outputs_must_be_a_known_dialect():
         ValueError, match="structured_outputs must be one of auto, vllm, sglang, tgi, openai, none"
     ):
         make_backend(kind="openai", model="m", base_url="http://x/v1", structured_outputs="guided")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "fields"),
+    [
+        ("vllm", {"structured_outputs": {"regex": "[a-z]+"}}),
+        ("sglang", {"regex": "[a-z]+"}),
+        ("tgi", {"response_format": {"type": "regex", "value": "[a-z]+"}}),
+        ("openai", {}),
+    ],
+)
+def test_regexes_go_where_each_dialect_takes_them(dialect, fields):
+    from safevid.backends.dialects import constraint_fields
+
+    assert constraint_fields(dialect, StructuredOutput(regex="[a-z]+")) == fields

@@ -6,6 +6,11 @@ Examples:
     safevid serve --latency-only --latency-ms 50 --port 8000      # throughput benchmarks
     safevid serve --latency-only --error-500-rate 0.2 --seed 1     # fault injection
 
+The official `openai` client works against it as against vLLM: ``stream=True`` (server-sent events,
+usage at the end with ``stream_options``), ``chat.completions.parse`` and ``response_format`` JSON
+schemas, vLLM's ``structured_outputs`` choices and regexes (schemas and regexes are decoded under with
+the ``constrained`` extra, else refused with a 400), ``GET /v1/models/{id}``.
+
 The API key a client must present, if any, is read from $SAFEVID_SERVE_API_KEY (never a flag, so it
 stays out of shell history and process listings).
 """
