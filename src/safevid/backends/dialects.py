@@ -7,7 +7,7 @@ drop unknown fields; TGI ignores them too). So the backend speaks each server's 
 | dialect  | choice                                   | JSON schema                                           |
 |----------|------------------------------------------|-------------------------------------------------------|
 | `vllm`   | ``structured_outputs: {choice: [...]}``  | ``structured_outputs: {json: schema}`` (vLLM >= 0.10.2) |
-| `sglang` | ``regex: "(a|b)"``                       | ``response_format: {type: json_schema, json_schema}`` |
+| `sglang` | ``regex`` (the choices' alternation)     | ``response_format: {type: json_schema, json_schema}`` |
 | `tgi`    | ``response_format: {type: regex, value}``| ``response_format: {type: json, value: schema}``      |
 | `openai` | none (the API has no choice constraint)  | ``response_format`` json_schema with ``strict: true`` |
 
@@ -56,7 +56,7 @@ _FIXES = {
     "vllm": "run vLLM >= 0.10.2 with structured outputs enabled",
     "sglang": "start SGLang with a grammar backend (`--grammar-backend xgrammar`, not `none`)",
     "tgi": "start TGI without `--disable-grammar-support`",
-    "openai": "OpenAI's API has no choice constraint: use a server that has one (vLLM, SGLang, TGI)",
+    "openai": "OpenAI's API has no choice or regex constraint: use a server that has one (vLLM, SGLang, TGI)",
     "safevid": "install the `constrained` extra where `safevid serve` runs (`pip install 'safevid[constrained]'`)",
 }
 _NONE_FIX = "or set `structured_outputs: none` to send no constraint and parse answers as they come"
