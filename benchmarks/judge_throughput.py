@@ -96,6 +96,7 @@ def main() -> None:
             "base_url": base_url,
             "cache": False,
             "structured_outputs": "vllm",
+            "probe_structured_outputs": False,  # the latency-only server answers "3" to anything
             "max_concurrency": args.concurrency,
         }
         scorer = Scorer(judge, helpfulness=False)

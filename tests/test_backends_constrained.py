@@ -151,4 +151,39 @@ def test_choices_are_constrained_through_the_loopback_server(tiny_model, tmp_pat
             extra_body={"guided_choice": list(CATEGORIES)},
         )
         assert completion.choices[0].message.content in CATEGORIES
-    assert server.stats.completed == len(requests) + len(sampled) + 1
+    # The batches, the official client's request, and one probe that the constraint is honoured.
+    assert server.stats.completed == len(requests) + len(sampled) + 1 + 1
+
+
+def test_json_schemas_and_regexes_are_decoded_under_their_grammar(backend):
+    pytest.importorskip("llguidance")
+    schema = {
+        "$defs": {"Finding": {"type": "object", "properties": {"label": {"enum": list(SAFETY)}},
+                              "required": ["label"], "additionalProperties": False}},
+        "type": "object",
+        "properties": {"finding": {"$ref": "#/$defs/Finding"}, "risk": {"type": "integer", "minimum": 1, "maximum": 5}},
+        "required": ["finding", "risk"],
+        "additionalProperties": False,
+    }  # fmt: skip
+    sampling = SamplingParams(max_tokens=64, temperature=1.0, n=3, seed=0, top_logprobs=3)
+    requests = [
+        ChatRequest(
+            [{"role": "user", "content": f"Report {i}."}], sampling, StructuredOutput(json_schema=schema)
+        )
+        for i in range(3)
+    ] + [
+        ChatRequest(
+            [{"role": "user", "content": "Code?"}], sampling, StructuredOutput(regex="[A-Z]{2}-[0-9]{3}")
+        )
+    ]
+    batch = backend.generate(requests, progress=False)
+    assert all(r.ok for r in batch), [str(r.error) for r in batch]
+    for result in batch[:3]:
+        for choice in result.choices:
+            assert choice.finish_reason == "stop"
+            assert choice.parsed["finding"]["label"] in SAFETY
+            assert 1 <= choice.parsed["risk"] <= 5
+            # The listed alternatives are tokens the grammar allowed at that step: the first opens the object.
+            assert 1 <= len(choice.logprobs[0].top) <= 3
+            assert all(token.startswith("{") for token, _ in choice.logprobs[0].top)
+    assert all(len(c.text) == 6 and c.text[2] == "-" for c in batch[3].choices)

@@ -142,7 +142,7 @@ def test_unparseable_structured_output_is_a_parse_failure_never_a_blank(server, 
     request = ChatRequest(
         [{"role": "user", "content": "judge"}], structured=StructuredOutput(json_schema=schema)
     )
-    backend = _backend(server, tmp_path)
+    backend = _backend(server, tmp_path, structured_outputs="none")  # parse only: no constraint, no probe
     result = backend.generate([request], progress=False)[0]
     assert not result.ok
     assert result.error.kind == "parse"
@@ -269,7 +269,10 @@ def test_connection_refused_and_non_retryable_status_are_recorded(server, tmp_pa
         [{"role": "user", "content": "x"}],
         structured=StructuredOutput(json_schema={"type": "object", "if": {}}),
     )
-    result = _backend(server, tmp_path).generate([unsupported], progress=False)[0]
+    # Sent as it is (no probe: the latency-only server enforces no schema) to meet the server's check.
+    result = _backend(server, tmp_path, probe_structured_outputs=False).generate(
+        [unsupported], progress=False
+    )[0]
     assert result.error.reason == "status_400"
     assert "unsupported keywords ['if']" in result.error.message
 
@@ -307,7 +310,9 @@ def test_video_wire_formats(tmp_path, sampled_video, test_video):
         [{"role": "user", "content": [video_part(sampled_video), text_part("Describe.")]}],
         structured=StructuredOutput(choice=("safe", "unsafe")),
     )
-    frames = make_backend(kind="openai", model="m", base_url="http://x/v1").build_body(request)
+    frames = make_backend(
+        kind="openai", model="m", base_url="http://x/v1", structured_outputs="none"
+    ).build_body(request)
     parts = frames["messages"][0]["content"]
     assert [p["type"] for p in parts] == ["image_url"] * len(sampled_video.frames) + ["text"]
     assert all(p["image_url"]["url"].startswith("data:image/jpeg;base64,") for p in parts[:-1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safevid.backends import StructuredOutput, StructuredOutputError, extract_json, parse_structured, validate
-from safevid.backends.structured import parse_choice
+from safevid.backends.structured import check_schema, parse_choice
 
 SCHEMA = {
     "type": "object",
@@ -97,3 +97,29 @@ def test_structured_output_spec_validation():
     with pytest.raises(ValueError, match="exactly one"):
         StructuredOutput(json_schema={}, choice=("a",))
     assert StructuredOutput(choice=["a", "b"]).choice == ("a", "b")
+
+
+def test_refs_to_definitions_are_followed_and_checked():
+    schema = {
+        "$defs": {"Finding": {"type": "object", "properties": {"score": {"type": "integer", "maximum": 5}}}},
+        "type": "object",
+        "properties": {"finding": {"$ref": "#/$defs/Finding"}},
+        "required": ["finding"],
+    }
+    check_schema(schema)
+    assert parse_structured('{"finding": {"score": 3}}', StructuredOutput(json_schema=schema))
+    with pytest.raises(StructuredOutputError, match=r"\$\.finding\.score: 9 > maximum 5"):
+        parse_structured('{"finding": {"score": 9}}', StructuredOutput(json_schema=schema))
+    with pytest.raises(StructuredOutputError, match="points to nothing"):
+        check_schema({"$ref": "#/$defs/Missing"})
+    with pytest.raises(StructuredOutputError, match=r"unsupported \$ref 'https://example\.com/s\.json'"):
+        check_schema({"$ref": "https://example.com/s.json"})
+
+
+def test_a_regex_must_match_the_whole_text():
+    spec = StructuredOutput(regex="[A-Z]{3}-[0-9]{2}")
+    assert parse_structured("ABC-12", spec) == "ABC-12"
+    with pytest.raises(StructuredOutputError, match="does not match the regex"):
+        parse_structured("ABC-12 and more", spec)
+    with pytest.raises(ValueError, match="exactly one"):
+        StructuredOutput(regex="a", choice=("a",))

@@ -109,9 +109,13 @@ def test_loopback_server_serves_a_tiny_vlm_to_the_openai_client(tiny_vlm, sample
         assert completion.usage.prompt_tokens > 20
 
         # The safevid HTTP backend through the same server: frames as image parts, a schema the
-        # random model cannot meet -> a recorded parse failure, not an empty answer.
+        # random model cannot meet, unconstrained -> a recorded parse failure, not an empty answer.
         backend = make_backend(
-            kind="openai", model=server.model_name, base_url=server.base_url, cache_dir=str(tmp_path)
+            kind="openai",
+            model=server.model_name,
+            base_url=server.base_url,
+            cache_dir=str(tmp_path),
+            structured_outputs="none",
         )
         request = ChatRequest(
             [{"role": "user", "content": [video_part(sampled_video), text_part("Score it.")]}],

@@ -146,7 +146,8 @@ def test_a_killed_run_resumes_without_duplicates(evaluated):
     metrics = evaluate_run(EvalConfig.from_dict(evaluated["data"]))
     assert metrics["generation"] == {"already_answered": 6, "answered": 0, "failed": 0}
     assert len((out / "judgements.jsonl").read_text(encoding="utf-8").splitlines()) == 6
-    assert server_calls == 6 * 2  # risk + helpfulness per item, all in the first scoring
+    # Risk + helpfulness per item, all in the first scoring, after one probe that choices are honoured.
+    assert server_calls == 6 * 2 + 1
 
 
 def test_answers_record_model_and_the_benchmark_video_sampling(evaluated):

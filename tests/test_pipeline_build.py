@@ -123,6 +123,11 @@ def test_demo_build_publishes_50_pairs_that_load_in_both_configs(built):
     assert "dtype: video" in card
     assert "| Weapons and explosives | Explosives and incendiary devices (`weapons.explosives`) |" in card
     assert "SafeVid-350K** is a video safety preference dataset" in card  # the hub folder's template
+    # What the conversational config needs, and the command that trains it.
+    assert "TRL's conversational preference format" in card
+    assert "safevid.training.VideoDPOTrainer" in card
+    assert "recipes/dpo.py" in card
+    assert "--dataset_config conversational" in card
 
 
 def test_judge_verdicts_are_stored_with_each_pair(built):

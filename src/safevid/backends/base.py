@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 from safevid.backends.cache import ResponseCache, request_key
+from safevid.backends.dialects import DIALECTS
 from safevid.backends.progress import BatchProgress, BatchSummary
 from safevid.backends.structured import StructuredOutputError, parse_structured
 from safevid.backends.types import ChatRequest, ChatResult, RequestError
@@ -69,11 +70,19 @@ class BackendConfig:
     image_format: Literal["jpeg", "png"] = field(
         default="jpeg", metadata={"help": "Encoding of sent frames."}
     )
-    structured_outputs: Literal["openai", "vllm", "none"] = field(
-        default="openai",
+    structured_outputs: Literal["auto", "vllm", "sglang", "tgi", "openai", "none"] = field(
+        default="auto",
         metadata={
-            "help": "How constraints are sent: OpenAI `response_format` (choices not sent), vLLM's "
-            "`structured_outputs` extra body (schemas and choices), or not at all (parse only)."
+            "help": "Dialect of choice and JSON-schema constraints: auto (ask the server what it is), "
+            "vllm (>= 0.10.2 `structured_outputs`), sglang (`regex`/`response_format`), tgi "
+            "(`response_format` grammar), openai (strict json_schema; no choices), none (parse only)."
+        },
+    )
+    probe_structured_outputs: bool = field(
+        default=True,
+        metadata={
+            "help": "Before the first constrained batch, check with one probe request that the server "
+            "honours the constraint; stop with an error naming the fix if it does not."
         },
     )
     extra_body: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra JSON body keys."})
@@ -102,6 +111,11 @@ class BackendConfig:
             raise ValueError(f"BackendConfig.kind must be openai, vllm or transformers, got {self.kind!r}")
         if not self.model:
             raise ValueError("BackendConfig.model is required (a served model name or a checkpoint path)")
+        if self.structured_outputs not in DIALECTS:
+            raise ValueError(
+                f"BackendConfig.structured_outputs must be one of {', '.join(DIALECTS)}, "
+                f"got {self.structured_outputs!r}"
+            )
         if self.http_client not in ("aiohttp", "httpx"):
             raise ValueError(f"BackendConfig.http_client must be aiohttp or httpx, got {self.http_client!r}")
         if self.max_concurrency < 1 or self.batch_size < 1:

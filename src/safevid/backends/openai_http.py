@@ -11,6 +11,11 @@ throughput at high concurrency (see `safevid.backends.transport`), and adds its 
 per-request pydantic models; the wire format is the same, and tests drive the loopback server
 with the real `openai` client too.
 
+Constraints go out in the server's own structured-output dialect (`safevid.backends.dialects`):
+with ``structured_outputs: auto`` the first batch asks the server what it is, and before the first
+constrained batch one probe request checks that the server honours the constraint, so a server that
+ignores it stops the run with an error naming the fix instead of answering free text.
+
 The API key comes from the environment only (``SAFEVID_API_KEY`` or ``OPENAI_API_KEY`` by default)
 and is redacted from every error message this module produces.
 """
@@ -29,7 +34,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from safevid.backends import media
+from safevid.backends import dialects, media
 from safevid.backends.base import Backend, BackendConfig, BatchHooks, GenerationBatch, _BatchRun
 from safevid.backends.types import ChatRequest, ChatResult, Choice, RequestError, TokenLogprob, Usage
 
@@ -49,7 +54,10 @@ class OpenAIBackend(Backend):
         base = config.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         if not base.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http:// or https:// URL, got {base!r}")
-        self.url = base.rstrip("/") + "/chat/completions"
+        self.base_url = base.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.server: dialects.ServerIdentity | None = None
+        self._probed: set[str] = set()
 
     def cache_extra(self) -> Any:
         # How media and constraints are sent changes what the model sees; the URL does not.
@@ -102,6 +110,11 @@ class OpenAIBackend(Backend):
             headers["Authorization"] = f"Bearer {api_key}"
         transport = TRANSPORTS[c.http_client](self.url, headers, c.max_concurrency)
         sender = _Sender(self, transport, hooks, api_key)
+        try:
+            await self._check_structured_outputs(requests, transport, sender)
+        except BaseException:
+            await transport.aclose()
+            raise
         # A fixed pool of workers, not one task per request: memory stays flat on huge batches.
         pending = iter(enumerate(requests))
 
@@ -113,6 +126,70 @@ class OpenAIBackend(Backend):
             await asyncio.gather(*(worker() for _ in range(min(c.max_concurrency, len(requests)))))
         finally:
             await transport.aclose()
+
+    @property
+    def dialect(self) -> dialects.Dialect:
+        """The structured-output dialect constraints go out in (``auto``: the identified server's)."""
+        if self.config.structured_outputs != "auto":
+            return self.config.structured_outputs  # type: ignore[return-value]
+        if self.server is None:
+            raise RuntimeError("structured_outputs is 'auto' and the server is not identified yet")
+        return self.server.dialect
+
+    async def _check_structured_outputs(
+        self, requests: list[ChatRequest], transport: Any, sender: _Sender
+    ) -> None:
+        """Identify the server (``auto``), then probe each constraint kind this batch uses, once.
+
+        A batch without constraints still has the server identified (TGI wants its own sampling
+        fields), but one that cannot be identified, or not reached, then goes out as it is.
+        """
+        c = self.config
+        if c.structured_outputs == "none":
+            return
+        specs = {dialects.constraint_kind(r.structured): r.structured for r in requests if r.structured}
+        if self.server is None:
+            if c.structured_outputs != "auto":
+                self.server = dialects.ServerIdentity("the server", c.structured_outputs)
+            else:
+                try:
+                    self.server = await self._identify(transport)
+                except dialects.StructuredOutputsNotHonouredError:
+                    if specs:
+                        raise
+                    return
+        if not c.probe_structured_outputs:
+            return
+        for kind, spec in specs.items():
+            if kind in self._probed:
+                continue
+            if not dialects.expressible(self.server.dialect, spec):
+                raise dialects.unexpressible_error(self.server, self.base_url, spec)
+            probe = dialects.probe_request(kind)
+            dialects.check_probe(self.server, self.base_url, probe, await sender.send(probe))
+            self._probed.add(kind)
+
+    async def _identify(self, transport: Any) -> dialects.ServerIdentity:
+        """Ask the server what it is (`dialects.identify`): three GETs, once per backend."""
+        root = dialects.root_url(self.base_url)
+        urls = {
+            "/v1/models": self.base_url + "/models",
+            "/version": root + "/version",
+            "/info": root + "/info",
+        }
+        documents = {path: await self._get_json(transport, url) for path, url in urls.items()}
+        return dialects.identify(self.base_url, documents)
+
+    async def _get_json(self, transport: Any, url: str) -> dict[str, Any] | None:
+        """The JSON object at ``url``, or `None` where there is none (404, not JSON, no answer)."""
+        from safevid.backends.transport import TransportError
+
+        try:
+            response = await asyncio.wait_for(transport.get(url), self.config.timeout_s)
+            document = json.loads(response.content) if response.status_code == 200 else None
+        except (TransportError, asyncio.TimeoutError, ValueError):
+            return None
+        return document if isinstance(document, dict) else None
 
     def build_body(self, request: ChatRequest) -> dict[str, Any]:
         """The JSON body of ``request``: wire-format messages, sampling, constraints, extra body."""
@@ -132,19 +209,10 @@ class OpenAIBackend(Backend):
         if s.top_logprobs is not None:
             body["logprobs"] = True
             body["top_logprobs"] = s.top_logprobs
-        spec = request.structured
-        if spec is not None and c.structured_outputs != "none":
-            if c.structured_outputs == "openai" and spec.json_schema is not None:
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": spec.name, "schema": spec.json_schema},
-                }
-            elif c.structured_outputs == "vllm":
-                body["structured_outputs"] = (
-                    {"json": spec.json_schema}
-                    if spec.json_schema is not None
-                    else {"choice": list(spec.choice or ())}
-                )
+        if request.structured is not None and c.structured_outputs != "none":
+            body.update(dialects.constraint_fields(self.dialect, request.structured))
+        if self.server is not None:
+            dialects.adapt_sampling(self.server.dialect, body)
         body.update(c.extra_body)
         return body
 

@@ -14,11 +14,14 @@ port) or in the foreground (`serve_forever`, the CLI).
 Accepted request fields: ``model``, ``messages`` (string content or ``text``, ``image_url`` and
 ``video_url`` parts: data URLs, ``data:video/jpeg;base64,<f1>,<f2>,...`` frame lists, or local
 paths), ``n``, ``max_tokens``/``max_completion_tokens``, ``temperature``, ``top_p``, ``seed``,
-``stop``, ``logprobs``/``top_logprobs``, ``response_format`` (``json_schema``: the schema is checked
-and the output validated, not constrained) and vLLM's ``structured_outputs``/``guided_choice``/
-``guided_json``. As in vLLM, a choice constraint is decoded under the constraint (see
-`safevid.backends.constrained`): the reply is always one of the choices; JSON schemas are validated
-only.
+``stop``, ``logprobs``/``top_logprobs``, ``stream``/``stream_options`` (server-sent events,
+`safevid.backends.sse`), ``response_format`` (``json_schema``, ``$defs``/``$ref`` included, or
+``json_object``) and vLLM's ``structured_outputs`` (``choice``, ``json``, ``regex``) and older
+``guided_choice``/``guided_json``/``guided_regex``. As in vLLM, every constraint is decoded under
+(choices by `safevid.backends.constrained`, schemas and regexes by llguidance through
+`safevid.backends.grammar`); a schema or regex it cannot decode under (llguidance missing, a keyword
+the validator does not know) is a 400 naming what is unsupported. ``GET /v1/models`` lists the
+model, ``GET /v1/models/{id}`` retrieves it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safevid.backends import sse
+from safevid.backends.grammar import check_grammar
 from safevid.backends.structured import StructuredOutputError, check_schema
 from safevid.backends.types import SamplingParams, StructuredOutput
 
@@ -225,14 +230,16 @@ class LoopbackServer:
             return 401, _error_body("missing or wrong API key", "invalid_api_key"), {}
         if path in ("/health", "/v1/health"):
             return 200, b"{}", {}
-        if path == "/v1/models":
+        if path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
                 return 405, _error_body("use GET", "method_not_allowed"), {}
-            data = {
-                "object": "list",
-                "data": [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "safevid"}],
-            }
-            return 200, json.dumps(data).encode(), {}
+            card = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "safevid"}
+            if path == "/v1/models":
+                return 200, json.dumps({"object": "list", "data": [card]}).encode(), {}
+            if path.removeprefix("/v1/models/") != self.model_name:
+                message = f"The model '{path.removeprefix('/v1/models/')}' does not exist"
+                return 404, _error_body(message, "model_not_found"), {}
+            return 200, json.dumps(card).encode(), {}
         if path != "/v1/chat/completions":
             return 404, _error_body(f"no route {path}", "not_found"), {}
         if method != "POST":
@@ -250,8 +257,11 @@ class LoopbackServer:
         """Status, body and extra headers of one chat request; `None` drops the connection (a test double's
         hang)."""
         status, payload = await self._answer(request)
+        headers: dict[str, str] = {}
+        if status == 200 and request.get("stream"):
+            payload, headers = sse.completion_events(payload, request), sse.HEADERS
         self.stats.completed += status == 200
-        return status, payload, {}
+        return status, payload, headers
 
     async def _answer(self, request: dict[str, Any]) -> tuple[int, bytes]:
         try:
@@ -264,6 +274,7 @@ class LoopbackServer:
         try:
             params = _sampling_from(request)
             structured = _structured_from(request)
+            sse.check_stream_options(request)
         except (ValueError, TypeError) as e:
             return 400, _error_body(str(e), "bad_request")
         from safevid.backends.types import ChatRequest
@@ -281,8 +292,8 @@ class LoopbackServer:
         result = (await asyncio.shield(task))[0]
         if result.error is not None and result.error.kind != "parse":
             return 500, _error_body(str(result.error), "internal_error")
-        # An output that fails response_format validation is returned as generated: this server
-        # validates but cannot constrain, and the client's parser reports the parse failure.
+        # An output that fails validation (a JSON answer cut by max_tokens) is returned as generated,
+        # with its finish reason: the client's parser reports the parse failure.
         choices = [(c.text, c.finish_reason or "stop", _lp_tuples(c.logprobs)) for c in result.choices]
         return 200, self._completion_body(choices, result.usage.prompt_tokens, result.usage.completion_tokens)
 
@@ -367,6 +378,11 @@ def _structured_from(request: dict[str, Any]) -> StructuredOutput | None:
     choice = request.get("guided_choice") or (request.get("structured_outputs") or {}).get("choice")
     if choice:
         return StructuredOutput(choice=tuple(choice))
+    regex = request.get("guided_regex") or (request.get("structured_outputs") or {}).get("regex")
+    if regex:
+        spec = StructuredOutput(regex=regex)
+        check_grammar(spec)  # a GrammarUnavailableError is a ValueError: a 400 naming what is missing
+        return spec
     schema = request.get("guided_json") or (request.get("structured_outputs") or {}).get("json")
     fmt = request.get("response_format")
     if schema is None and fmt is not None:
@@ -384,7 +400,9 @@ def _structured_from(request: dict[str, Any]) -> StructuredOutput | None:
         check_schema(schema)
     except StructuredOutputError as e:
         raise ValueError(f"response_format: {e}") from None
-    return StructuredOutput(json_schema=schema)
+    spec = StructuredOutput(json_schema=schema)
+    check_grammar(spec)
+    return spec
 
 
 def _internal_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Parse and validate structured outputs: JSON (with a schema) or one of a fixed list of choices.
+"""Parse and validate structured outputs: JSON (with a schema), one of a fixed list of choices, or a regex.
 
 Constrained decoding is not available everywhere (an OpenAI-compatible server may ignore it; the
 transformers backend constrains choices but not JSON schemas), so every backend runs its text
@@ -8,8 +8,9 @@ extracts JSON from prose or code fences, validates it against the schema, and ra
 
 The validator covers the JSON-schema subset that safevid's prompts use (``type``, ``properties``,
 ``required``, ``additionalProperties``, ``items``, ``enum``, ``const``, ``minimum``/``maximum``,
-``minLength``/``maxLength``, ``minItems``/``maxItems``, ``pattern``, ``anyOf``/``oneOf``/``allOf``);
-an unsupported keyword raises rather than passing silently.
+``minLength``/``maxLength``, ``minItems``/``maxItems``, ``pattern``, ``anyOf``/``oneOf``/``allOf``, and
+``$ref`` to ``#/$defs/...`` or ``#/definitions/...``, as pydantic writes nested models); an unsupported
+keyword or reference raises rather than passing silently. A regex must match the whole text.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safevid.backends.types import StructuredOutput
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 # Keywords that only annotate a schema; they never constrain values.
 _ANNOTATIONS = {"title", "description", "$schema", "$id", "default", "examples", "$comment", "format"}
+_DEFINITIONS = ("$defs", "definitions")
 _CONSTRAINTS = {
     "type",
     "properties",
@@ -43,6 +45,8 @@ _CONSTRAINTS = {
     "anyOf",
     "oneOf",
     "allOf",
+    "$ref",
+    *_DEFINITIONS,
 }
 
 
@@ -58,6 +62,10 @@ def parse_structured(text: str, spec: StructuredOutput) -> Any:
     """
     if spec.choice is not None:
         return parse_choice(text, spec.choice)
+    if spec.regex is not None:
+        if re.fullmatch(spec.regex, text) is None:
+            raise StructuredOutputError(f"text does not match the regex {spec.regex!r}: {_excerpt(text)}")
+        return text
     value = extract_json(text)
     validate(value, spec.json_schema or {})
     return value
@@ -101,32 +109,41 @@ def extract_json(text: str) -> Any:
     raise StructuredOutputError(f"no JSON value found in the text: {_excerpt(text)}")
 
 
-def check_schema(schema: Any, path: str = "$") -> None:
-    """Raise `StructuredOutputError` if ``schema`` uses keywords `validate` does not support."""
+def check_schema(schema: Any, path: str = "$", root: dict[str, Any] | None = None) -> None:
+    """Raise `StructuredOutputError` if ``schema`` uses keywords or references `validate` does not support."""
     if not isinstance(schema, dict):
         raise StructuredOutputError(f"schema at {path} must be an object, got {type(schema).__name__}")
+    root = schema if root is None else root
     unknown = set(schema) - _CONSTRAINTS - _ANNOTATIONS
     if unknown:
         raise StructuredOutputError(f"schema at {path} uses unsupported keywords {sorted(unknown)}")
+    if "$ref" in schema:
+        _resolve(schema["$ref"], root, path)
+    for definitions in _DEFINITIONS:
+        for key, sub in schema.get(definitions, {}).items():
+            check_schema(sub, f"{path}.{definitions}.{key}", root)
     for key, sub in schema.get("properties", {}).items():
-        check_schema(sub, f"{path}.{key}")
+        check_schema(sub, f"{path}.{key}", root)
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
-            check_schema(schema[key], f"{path}.{key}")
+            check_schema(schema[key], f"{path}.{key}", root)
     for key in ("anyOf", "oneOf", "allOf"):
         for i, sub in enumerate(schema.get(key, [])):
-            check_schema(sub, f"{path}.{key}[{i}]")
+            check_schema(sub, f"{path}.{key}[{i}]", root)
 
 
-def validate(value: Any, schema: dict[str, Any], path: str = "$") -> None:
+def validate(value: Any, schema: dict[str, Any], path: str = "$", root: dict[str, Any] | None = None) -> None:
     """Validate ``value`` against ``schema`` (the subset in the module docstring).
 
     Raises:
         StructuredOutputError: with the JSON path of the first violation.
     """
+    root = schema if root is None else root
     unknown = set(schema) - _CONSTRAINTS - _ANNOTATIONS
     if unknown:
         raise StructuredOutputError(f"schema at {path} uses unsupported keywords {sorted(unknown)}")
+    if "$ref" in schema:
+        validate(value, _resolve(schema["$ref"], root, path), path, root)
     if "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         if not any(_is_type(value, t) for t in types):
@@ -143,22 +160,33 @@ def validate(value: Any, schema: dict[str, Any], path: str = "$") -> None:
         if "pattern" in schema and not re.search(schema["pattern"], value):
             raise StructuredOutputError(f"{path}: {value!r} does not match {schema['pattern']!r}")
     if isinstance(value, dict):
-        _validate_object(value, schema, path)
+        _validate_object(value, schema, path, root)
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", float("inf")):
             raise StructuredOutputError(f"{path}: array length {len(value)} out of bounds")
         if isinstance(schema.get("items"), dict):
             for i, item in enumerate(value):
-                validate(item, schema["items"], f"{path}[{i}]")
+                validate(item, schema["items"], f"{path}[{i}]", root)
     for sub in schema.get("allOf", []):
-        validate(value, sub, path)
-    if "anyOf" in schema and _count_valid(value, schema["anyOf"], path) == 0:
+        validate(value, sub, path, root)
+    if "anyOf" in schema and _count_valid(value, schema["anyOf"], path, root) == 0:
         raise StructuredOutputError(f"{path}: matches none of anyOf")
-    if "oneOf" in schema and _count_valid(value, schema["oneOf"], path) != 1:
+    if "oneOf" in schema and _count_valid(value, schema["oneOf"], path, root) != 1:
         raise StructuredOutputError(f"{path}: must match exactly one of oneOf")
 
 
-def _validate_object(value: dict[str, Any], schema: dict[str, Any], path: str) -> None:
+def _resolve(ref: Any, root: dict[str, Any], path: str) -> dict[str, Any]:
+    """The schema a local ``$ref`` (``#/$defs/Name``, ``#/definitions/Name``) points to."""
+    parts = ref.split("/") if isinstance(ref, str) else []
+    if len(parts) != 3 or parts[0] != "#" or parts[1] not in _DEFINITIONS:
+        raise StructuredOutputError(f"schema at {path}: unsupported $ref {ref!r} (only #/$defs/<name>)")
+    target = root.get(parts[1], {}).get(parts[2])
+    if not isinstance(target, dict):
+        raise StructuredOutputError(f"schema at {path}: $ref {ref!r} points to nothing")
+    return target
+
+
+def _validate_object(value: dict[str, Any], schema: dict[str, Any], path: str, root: dict[str, Any]) -> None:
     properties = schema.get("properties", {})
     missing = [k for k in schema.get("required", []) if k not in value]
     if missing:
@@ -166,11 +194,11 @@ def _validate_object(value: dict[str, Any], schema: dict[str, Any], path: str) -
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():
         if key in properties:
-            validate(item, properties[key], f"{path}.{key}")
+            validate(item, properties[key], f"{path}.{key}", root)
         elif extra is False:
             raise StructuredOutputError(f"{path}: unexpected key {key!r}")
         elif isinstance(extra, dict):
-            validate(item, extra, f"{path}.{key}")
+            validate(item, extra, f"{path}.{key}", root)
 
 
 def _check_bounds(value: float, schema: dict[str, Any], path: str) -> None:
@@ -184,11 +212,11 @@ def _check_bounds(value: float, schema: dict[str, Any], path: str) -> None:
         raise StructuredOutputError(f"{path}: {value} >= exclusiveMaximum {schema['exclusiveMaximum']}")
 
 
-def _count_valid(value: Any, schemas: list[dict[str, Any]], path: str) -> int:
+def _count_valid(value: Any, schemas: list[dict[str, Any]], path: str, root: dict[str, Any]) -> int:
     count = 0
     for sub in schemas:
         try:
-            validate(value, sub, path)
+            validate(value, sub, path, root)
         except StructuredOutputError:
             continue
         count += 1

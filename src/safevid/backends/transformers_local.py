@@ -9,8 +9,8 @@ Requests with equal sampling parameters are batched (``batch_size`` per call, le
 A ``StructuredOutput(choice=...)`` is decoded under a constraint (`safevid.backends.constrained`,
 like vLLM's ``guided_choice``): every choice of the result is one of the strings, for any model,
 with sampling and ``n > 1`` too (``max_tokens`` must cover the longest choice, or the text stops
-short and fails to parse). JSON-schema constraints are validated after generation, not decoded
-under a grammar. Top log-probabilities come from the raw logits (``output_logits``), as vLLM reports
+short and fails to parse). JSON schemas and regexes are decoded under their grammar too, with
+llguidance (`safevid.backends.grammar`, the ``constrained`` extra). Top log-probabilities come from the raw logits (``output_logits``), as vLLM reports
 them, not from temperature-warped or masked scores: each is the model's log-probability over the
 whole vocabulary, not renormalised over the allowed tokens. At a constrained step the listed
 alternatives are the allowed tokens only (best first, at most ``top_logprobs`` of them), so a choice
@@ -44,6 +44,7 @@ class TransformersBackend(Backend):
         self.processor: Any = None  # an AutoProcessor (VLM) or the tokenizer (text LM)
         self.tokenizer: Any = None
         self.is_vlm = False
+        self._grammar_tokenizer: Any = None  # llguidance's view of the tokenizer, built on first use
 
     def load(self) -> None:
         """Load model and processor (idempotent)."""
@@ -204,9 +205,7 @@ class TransformersBackend(Backend):
         if sampling.stop:
             generate_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         prompt_len = inputs["input_ids"].shape[1]
-        tries = [
-            self._choice_trie(request, prompt) for request, prompt in zip(requests, prompts, strict=True)
-        ]
+        tries = [self._constraint(request, prompt) for request, prompt in zip(requests, prompts, strict=True)]
         if any(trie is not None for trie in tries):
             from transformers import LogitsProcessorList
 
@@ -246,12 +245,20 @@ class TransformersBackend(Backend):
             )
         return results
 
-    def _choice_trie(self, request: ChatRequest, prompt: str) -> Any:
-        if request.structured is None or request.structured.choice is None:
+    def _constraint(self, request: ChatRequest, prompt: str) -> Any:
+        """The per-row constraint of ``request``: a choice trie, a grammar, or `None`."""
+        spec = request.structured
+        if spec is None:
             return None
-        from safevid.backends.constrained import ChoiceTrie
+        if spec.choice is not None:
+            from safevid.backends.constrained import ChoiceTrie
 
-        return ChoiceTrie(self.tokenizer, request.structured.choice, prompt, self._eos_ids)
+            return ChoiceTrie(self.tokenizer, spec.choice, prompt, self._eos_ids)
+        from safevid.backends.grammar import GrammarConstraint, grammar_tokenizer
+
+        if self._grammar_tokenizer is None:
+            self._grammar_tokenizer = grammar_tokenizer(self.tokenizer, self._eos_ids)
+        return GrammarConstraint(self._grammar_tokenizer, spec, self._eos_ids)
 
     def _choice(self, tokens: list[int], logprobs: Any, sampling: Any, trie: Any) -> tuple[Choice, int]:
         """Text, finish reason and logprobs of one generated row; also its generated-token count."""

@@ -1,7 +1,8 @@
 """HTTP client transports of the OpenAI-compatible backend, behind one small interface.
 
 ``await transport.post(body) -> HTTPResponse`` to one URL, on at most ``max_connections``
-keep-alive connections; ``await transport.aclose()`` when the batch is done.
+keep-alive connections; ``await transport.get(url)`` for what a server says about itself
+(``/v1/models``...); ``await transport.aclose()`` when the batch is done.
 
 - `AiohttpTransport` (default, ``http_client="aiohttp"``): an `aiohttp.ClientSession` on a
   `aiohttp.TCPConnector` limited to ``max_connections``; aiohttp parses HTTP in C (llhttp) and
@@ -72,6 +73,15 @@ class AiohttpTransport:
         except aiohttp.ClientError as e:
             raise TransportError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
 
+    async def get(self, url: str) -> HTTPResponse:
+        import aiohttp
+
+        try:
+            async with self._session.get(url) as response:
+                return HTTPResponse(response.status, response.headers, await response.read())
+        except aiohttp.ClientError as e:
+            raise TransportError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+
     async def aclose(self) -> None:
         await self._session.close()
 
@@ -91,6 +101,15 @@ class HttpxTransport:
 
         try:
             response = await self._client.post(self._url, content=body)
+        except httpx.HTTPError as e:
+            raise TransportError(f"{type(e).__name__}: {e}") from None
+        return HTTPResponse(response.status_code, response.headers, response.content)
+
+    async def get(self, url: str) -> HTTPResponse:
+        import httpx
+
+        try:
+            response = await self._client.get(url)
         except httpx.HTTPError as e:
             raise TransportError(f"{type(e).__name__}: {e}") from None
         return HTTPResponse(response.status_code, response.headers, response.content)

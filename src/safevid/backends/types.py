@@ -83,32 +83,36 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class StructuredOutput:
-    """A constraint on the output: a JSON schema or a fixed list of choices (exactly one of them).
+    """A constraint on the output: a JSON schema, a fixed list of choices or a regex (exactly one of them).
 
-    Backends that support constrained decoding receive it natively (``response_format`` or vLLM's
-    structured outputs; the transformers backend decodes ``choice`` under a constraint); every
-    backend then parses and validates the text, and a text that does not parse is a failed request
-    with ``error.kind == "parse"``.
+    Backends that support constrained decoding receive it natively (each server's dialect, see
+    `safevid.backends.dialects`; the transformers backend decodes under the constraint); every backend
+    then parses and validates the text, and a text that does not parse is a failed request with
+    ``error.kind == "parse"``.
     """
 
     json_schema: dict[str, Any] | None = None
     choice: tuple[str, ...] | None = None
     name: str = "output"
+    regex: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.json_schema is None) == (self.choice is None):
-            raise ValueError("StructuredOutput needs exactly one of `json_schema` or `choice`")
+        if sum(x is not None for x in (self.json_schema, self.choice, self.regex)) != 1:
+            raise ValueError("StructuredOutput needs exactly one of `json_schema`, `choice` or `regex`")
         if self.choice is not None:
             if not self.choice or not all(isinstance(c, str) and c for c in self.choice):
                 raise ValueError(f"StructuredOutput.choice must be non-empty strings, got {self.choice!r}")
             object.__setattr__(self, "choice", tuple(self.choice))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "json_schema": self.json_schema,
             "choice": list(self.choice) if self.choice else None,
             "name": self.name,
         }
+        if self.regex is not None:  # only when set: existing cache keys of schemas and choices stay valid
+            out["regex"] = self.regex
+        return out
 
 
 @dataclass

@@ -15,8 +15,8 @@ prompt rendered by the checkpoint's own chat template, ``multi_modal_data`` (vid
 ``(frames[T, H, W, C] uint8, metadata)`` so vLLM keeps the sampled fps, and
 ``mm_processor_kwargs={"do_sample_frames": False}`` since safevid sampled them already; images as
 PIL images), and the `SamplingParams` keyword arguments — and is unit-tested without vLLM. Only
-`_generate` imports vLLM. Structured outputs map to vLLM's ``StructuredOutputsParams`` (or
-``GuidedDecodingParams`` on vLLM < 0.10.2); top log-probabilities come from ``logprobs=k``.
+`_generate` imports vLLM. Structured outputs map to vLLM's ``StructuredOutputsParams`` (vLLM >= 0.10.2,
+the pin of the ``vllm`` extra); top log-probabilities come from ``logprobs=k``.
 """
 
 from __future__ import annotations
@@ -212,14 +212,9 @@ def _sampling_params(call: VLLMCall) -> Any:
 
     kwargs = dict(call.sampling_kwargs)
     if call.structured_outputs is not None:
-        try:
-            from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import StructuredOutputsParams  # vLLM >= 0.10.2, as pinned
 
-            kwargs["structured_outputs"] = StructuredOutputsParams(**call.structured_outputs)
-        except ImportError:  # vLLM < 0.10.2
-            from vllm.sampling_params import GuidedDecodingParams
-
-            kwargs["guided_decoding"] = GuidedDecodingParams(**call.structured_outputs)
+        kwargs["structured_outputs"] = StructuredOutputsParams(**call.structured_outputs)
     return SamplingParams(**kwargs)
 
 

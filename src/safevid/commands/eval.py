@@ -7,6 +7,7 @@ Examples:
         --output-dir eval/aligned --baseline-run eval/base
     safevid eval --config recipes/tiny/eval/config_tiny.yaml --limit 20
     safevid eval --output-dir eval/aligned --report-only --baseline-run eval/base     # plots and tables only
+    safevid eval --output-dir eval/aligned --report-only --model-card <org>/<model>   # results into its card
 
 A killed run resumes where it stopped when rerun with the same arguments (answers.jsonl, judgements.jsonl).
 Flags override the YAML config. API keys come from the environment (SAFEVID_API_KEY / OPENAI_API_KEY), never
@@ -43,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-base-url", help="OpenAI-compatible URL of the judge.")
     parser.add_argument(
         "--judge-structured-outputs",
-        choices=("openai", "vllm", "none"),
-        help="How the judge's choice constraint is sent (vllm for vLLM / safevid serve).",
+        metavar="DIALECT",  # checked by BackendConfig: auto, vllm, sglang, tgi, openai or none
+        help="Dialect of the judge's choice constraint: auto (default: asked of the server), vllm, sglang, "
+        "tgi, openai, none.",
     )
     parser.add_argument("--judge-style", choices=("choice", "text"), help="Judge style (default choice).")
     parser.add_argument("--threshold", type=float, help="Risk above this is unsafe (default 2.85).")
@@ -58,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-run", help="Another run folder to compare against (base vs aligned).")
     parser.add_argument("--taxonomy", help="Taxonomy YAML (default: the packaged one).")
     parser.add_argument("--report-only", action="store_true", help="Only (re)write report.md and plots.")
+    parser.add_argument(
+        "--model-card",
+        metavar="FOLDER_OR_REPO",
+        help="Write the results into this model's card (a local model folder or a Hub repo id).",
+    )
     parser.add_argument("--progress", action="store_true", help="Show progress bars.")
 
 
@@ -137,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"safevid eval: error: {e}")
             return 2
         print("\n".join(str(f) for f in files))
-        return 0
+        return _write_card(args)
     try:
         config = config_from_args(args)
         metrics = evaluate_run(config, progress=args.progress)
@@ -157,6 +164,14 @@ def run(args: argparse.Namespace) -> int:
         f"Report: {config.output_dir}/report.md, plots in {config.output_dir}/plots/, "
         f"model-card block: {config.output_dir}/model_index.yaml"
     )
+    return _write_card(args, config.output_dir)
+
+
+def _write_card(args: argparse.Namespace, output_dir: str | None = None) -> int:
+    if args.model_card:
+        from safevid.evaluation.card_results import write_results_to_card
+
+        print(f"Results written into {write_results_to_card(output_dir or args.output_dir, args.model_card)}")
     return 0
 
 

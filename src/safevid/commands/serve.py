@@ -5,6 +5,11 @@ Examples:
     safevid serve ./tiny-qwen2-vl --port 8000
     safevid serve ./my-checkpoint --model-name my-model --host 0.0.0.0 --device cuda
 
+The official `openai` client works against it as against vLLM: ``stream=True`` (server-sent events,
+usage at the end with ``stream_options``), ``chat.completions.parse`` and ``response_format`` JSON
+schemas, vLLM's ``structured_outputs`` choices and regexes (schemas and regexes are decoded under with
+the ``constrained`` extra, else refused with a 400), ``GET /v1/models/{id}``.
+
 The API key a client must present, if any, is read from $SAFEVID_SERVE_API_KEY (never a flag, so it
 stays out of shell history and process listings).
 """

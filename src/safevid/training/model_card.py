@@ -1,7 +1,8 @@
 """The model card of a video-DPO checkpoint: base model, data, hyperparameters, sampling, results to come.
 
 The card never holds a token or a local path of the machine that trained: hyperparameters are picked field by
-field, not dumped. The results section is a marked block that the evaluation step replaces.
+field, not dumped. The results section is a marked block that ``safevid eval --model-card`` replaces
+(`safevid.evaluation.card_results`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-RESULTS_BEGIN = "<!-- safevid:results:begin -->"
-RESULTS_END = "<!-- safevid:results:end -->"
+from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END
+
 RESULTS_PLACEHOLDER = (
     f"{RESULTS_BEGIN}\n_Not evaluated yet. A SafeVidBench evaluation of this checkpoint replaces this block._\n"
     f"{RESULTS_END}"
