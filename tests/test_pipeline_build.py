@@ -174,8 +174,9 @@ def test_two_shard_workers_merge_to_the_single_worker_build(built):
     videos_per_shard = [m["stages"]["ingest"]["ok"] for m in (
         json.loads((tmp / "sharded" / ".safevid-build" / f"shard-0000{i}-of-00002.manifest.json").read_text())
         for i in range(2))]  # fmt: skip
-    assert all(videos_per_shard)
-    assert sum(videos_per_shard) == 4
+    # Source keys are paths relative to the input folder (test_00.mp4 ... test_03.mp4), so the split is fixed
+    # by the configuration, not by where the test's temporary folder is.
+    assert videos_per_shard == [2, 2]
     for name in ("default", "conversational"):
         assert read_rows(merged.output_dir, name) == read_rows(Path(config.output_dir), name)
 

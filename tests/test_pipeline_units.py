@@ -240,6 +240,24 @@ def test_ingest_records_corrupt_videos_malformed_lines_and_duplicates(tmp_path):
     assert store.counts() == before
 
 
+def test_shards_do_not_depend_on_where_the_inputs_are_mounted(tmp_path):
+    from safevid.pipeline.context import BuildContext, shard_of
+    from safevid.pipeline.ingest import iter_sources
+
+    assignments = []
+    for mount in ("node-a/mnt", "node-b/data/shared"):  # the same files, mounted at two paths
+        root = tmp_path / mount
+        for name in ("a.mp4", "sub/b.mp4", "c.webm", "d.mkv"):
+            (root / "videos" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "videos" / name).write_bytes(name.encode())
+        (root / "list.txt").write_text("videos/a.mp4\nvideos/sub/b.mp4\n")
+        inputs = [{"folder": str(root / "videos")}, {"list_file": str(root / "list.txt")}]
+        config = BuildConfig.from_dict({"models": MODELS, "inputs": inputs, "output_dir": str(root / "out")})
+        assignments.append([(item.key, shard_of(item.key, 3)) for item in iter_sources(BuildContext(config))])
+    assert len(assignments[0]) == 6
+    assert assignments[0] == assignments[1]
+
+
 def test_ingest_urls_and_a_dataset_video_column(tmp_path):
     from datasets import Dataset, Features, Value, Video
 

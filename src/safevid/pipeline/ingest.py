@@ -8,7 +8,9 @@ Sources, each turned into items with a stable source key:
 - ``test_videos: N`` synthetic videos (demos and tests).
 
 Each item is assigned to a shard by the hash of its source key (cheap: no worker reads another shard's
-bytes), then read, hashed (video id = SHA-256 of the bytes), probed and sampled with the shared
+bytes). The key never holds a machine's absolute path — a file's is its input's index and its path
+relative to the input folder (or list file line as written) — so nodes mounting the inputs at
+different places partition them the same way. Each item is then read, hashed (video id = SHA-256 of the bytes), probed and sampled with the shared
 `VideoSampling`. A bad item — malformed list line, missing file, failed download, undecodable video,
 duplicate content — is recorded as dropped with its reason and the source named, and skipped.
 """
@@ -37,7 +39,7 @@ SOURCE_STAGE = "source"
 class SourceItem:
     """One video to ingest, or a problem found while listing sources (``problem`` set)."""
 
-    key: str  # stable identity of the source: path, URL, dataset row, list-file line
+    key: str  # stable identity of the source: input and relative path, URL, dataset row, list-file line
     name: str  # printable name for messages
     path: Path | None = None
     url: str | None = None
@@ -50,29 +52,30 @@ def iter_sources(ctx: BuildContext) -> Iterator[SourceItem]:
     """Every source item of the config's inputs, in a deterministic order."""
     for index, spec in enumerate(ctx.config.inputs):
         if spec.folder is not None:
-            yield from _folder_items(ctx.config.resolve_path(spec.folder))
+            yield from _folder_items(ctx.config.resolve_path(spec.folder), index)
         elif spec.list_file is not None:
-            yield from _list_items(ctx.config.resolve_path(spec.list_file))
+            yield from _list_items(ctx.config.resolve_path(spec.list_file), index)
         elif spec.dataset is not None:
             yield from _dataset_items(ctx, spec)
         else:
-            yield from _folder_items(_test_videos(ctx, index, spec))
+            yield from _folder_items(_test_videos(ctx, index, spec), index)
 
 
-def _folder_items(folder: Path) -> Iterator[SourceItem]:
+def _folder_items(folder: Path, input_index: int) -> Iterator[SourceItem]:
     if not folder.is_dir():
         raise FileNotFoundError(f"Input folder {folder} does not exist")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue  # hidden files and folders (editor swap files, .DS_Store) are not inputs
-        item = SourceItem(key=f"file:{path.resolve()}", name=str(path), path=path, suffix=path.suffix.lower())
+        key = f"file:{input_index}:{relative.as_posix()}"
+        item = SourceItem(key=key, name=str(path), path=path, suffix=path.suffix.lower())
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             item.problem = ("not_a_video_file", f"{path}: extension {path.suffix!r} is not a video extension")
         yield item
 
 
-def _list_items(list_file: Path) -> Iterator[SourceItem]:
+def _list_items(list_file: Path, input_index: int) -> Iterator[SourceItem]:
     if not list_file.is_file():
         raise FileNotFoundError(f"Input list file {list_file} does not exist")
     with list_file.open(encoding="utf-8", errors="replace") as f:
@@ -86,7 +89,7 @@ def _list_items(list_file: Path) -> Iterator[SourceItem]:
                 suffix = Path(urllib.parse.urlsplit(line).path).suffix.lower() or ".mp4"
                 yield SourceItem(key=f"url:{line}", name=f"{name} ({line})", url=line, suffix=suffix)
                 continue
-            item = SourceItem(key=f"list:{list_file.resolve()}:{line}", name=f"{name} ({line})")
+            item = SourceItem(key=f"list:{input_index}:{line}", name=f"{name} ({line})")
             if "://" in line or "\t" in line or any(ord(c) < 32 for c in line):
                 item.problem = (
                     "malformed_list_line",
@@ -97,7 +100,6 @@ def _list_items(list_file: Path) -> Iterator[SourceItem]:
             path = Path(line.removeprefix("file:")).expanduser()
             path = path if path.is_absolute() else list_file.parent / path
             item.path, item.suffix = path, path.suffix.lower() or ".mp4"
-            item.key = f"file:{path.resolve()}"
             if not path.is_file():
                 item.problem = ("missing_file", f"{name}: no file {path}")
             yield item
