@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from functools import partial
 from pathlib import Path
@@ -175,6 +176,29 @@ def test_manifest_redacts_credentials():
         "extra_body": {"api_key": "<redacted>", "top_k": 5},
         "x": [{"auth_token": "<redacted>"}],
     }
+
+
+def test_no_secret_reaches_the_store_or_the_manifest(tmp_path):
+    from safevid.pipeline.context import BuildContext
+    from safevid.pipeline.manifest import build_manifest, check_fingerprint
+
+    judge = {"kind": "openai", "model": "m", "base_url": "https://alice:hunter2-PASSWORD@llm.example/v1",
+             "extra_body": {"api_key": "sk-EXTRA-BODY-KEY", "x_session_token": "TOKEN-VALUE", "top_k": 5}}  # fmt: skip
+    config = _config(tmp_path, models={**MODELS, "judge": judge}, output_dir=str(tmp_path / "out"))
+    payload = fingerprint_payload(config, "tax", {"chosen": "p"})
+    fp = fingerprint(payload)
+    with RecordStore(tmp_path / "s.sqlite") as store:
+        check_fingerprint(store, fp, payload)
+        check_fingerprint(store, fp, payload)  # the stored payload still identifies the same config
+        stored = store.get_meta("fingerprint_payload")
+        manifest = json.dumps(build_manifest(BuildContext(config), fp, [store], 1))
+    files = b"".join(p.read_bytes() for p in tmp_path.glob("s.sqlite*"))
+    for secret in ("hunter2-PASSWORD", "sk-EXTRA-BODY-KEY", "TOKEN-VALUE"):
+        assert secret not in stored
+        assert secret.encode() not in files
+        assert secret not in manifest
+    assert '"top_k": 5' in stored
+    assert "https://<redacted>@llm.example/v1" in manifest
 
 
 # --- ingest: bad inputs are recorded with their reason ----------------------------------------------------
