@@ -282,13 +282,15 @@ def test_shards_do_not_depend_on_where_the_inputs_are_mounted(tmp_path):
     assert assignments[0] == assignments[1]
 
 
-def test_ingest_urls_and_a_dataset_video_column(tmp_path):
+def test_ingest_urls_and_a_dataset_video_column(tmp_path, monkeypatch):
     from datasets import Dataset, Features, Value, Video
 
+    from safevid.pipeline import ingest
     from safevid.testing.videos import make_test_video
 
     served = tmp_path / "served"
     make_test_video(served / "a.mp4", duration=0.6, fps=5)
+    make_test_video(served / "c.mp4", duration=0.6, fps=6)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -299,16 +301,23 @@ def test_ingest_urls_and_a_dataset_video_column(tmp_path):
         list_file.write_text(f"{base}/a.mp4\n{base}/missing.mp4\n")
         b = make_test_video(tmp_path / "b.mp4", duration=0.6, fps=7)
         features = Features({"video": Video(), "label": Value("int32")})
-        Dataset.from_dict({"video": [str(b)], "label": [1]}, features=features).to_parquet(
-            str(tmp_path / "ds" / "train.parquet")
-        )
+        # A dataset's video column: a local path and an http(s) URL (downloaded like a list file's URL).
+        Dataset.from_dict(
+            {"video": [str(b), f"{base}/c.mp4"], "label": [1, 2]}, features=features
+        ).to_parquet(str(tmp_path / "ds" / "train.parquet"))
         store = _ingest(
             tmp_path, [{"list_file": str(list_file)}, {"dataset": str(tmp_path / "ds"), "split": "train"}]
         )
+        monkeypatch.setattr(ingest, "MAX_DOWNLOAD_BYTES", 1000)
+        limited = _ingest(tmp_path / "limited", [{"list_file": str(list_file)}])
     finally:
         server.shutdown()
     videos = list(store.iter_stage("video"))
-    assert len(videos) == 2
+    assert len(videos) == 3
+    from_dataset = [v for v in videos if v.data["source"].endswith("row 1 (" + f"{base}/c.mp4)")]
+    assert Path(from_dataset[0].data["path"]).read_bytes() == (served / "c.mp4").read_bytes()
+    refused = {r.data["message"] for r in limited.iter_stage("source", DROPPED)}
+    assert any("a.mp4" in m and "over the 1000-byte download limit" in m for m in refused), refused
     downloaded = [v for v in videos if v.data["source"].startswith(str(list_file))]
     assert (
         Path(downloaded[0].data["path"]).parent == (tmp_path / "out" / ".safevid-build" / "videos").resolve()

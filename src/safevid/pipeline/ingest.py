@@ -4,7 +4,7 @@ Sources, each turned into items with a stable source key:
 
 - a local folder (recursive; hidden files skipped; a file that is not a video is recorded, not ignored),
 - a list file of local paths (relative to the list file) and ``http(s)://`` URLs, one per line, ``#`` comments,
-- a Hub or local dataset with a video column (streamed, bytes or paths),
+- a Hub or local dataset with a video column (streamed; bytes, local paths or ``http(s)://`` URLs),
 - ``test_videos: N`` synthetic videos (demos and tests).
 
 Each item is assigned to a shard by the hash of its source key (cheap: no worker reads another shard's
@@ -13,12 +13,17 @@ relative to the input folder (or list file line as written) — so nodes mountin
 different places partition them the same way. Each item is then read, hashed (video id = SHA-256 of the bytes), probed and sampled with the shared
 `VideoSampling`. A bad item — malformed list line, missing file, failed download, undecodable video,
 duplicate content — is recorded as dropped with its reason and the source named, and skipped.
+
+A URL is downloaded once (a rerun skips finished sources) into the content-addressed ``videos/`` folder of
+the build state, refused past `MAX_DOWNLOAD_BYTES` or `DOWNLOAD_DEADLINE_S` (``download_failed``, with
+the limit named): download such a file yourself and list its local path instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +38,8 @@ from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
 STAGE = "video"
 SOURCE_STAGE = "source"
+MAX_DOWNLOAD_BYTES = 2 * 1024**3
+DOWNLOAD_DEADLINE_S = 600.0
 
 
 @dataclass
@@ -125,6 +132,8 @@ def _dataset_items(ctx: BuildContext, spec: InputSpec) -> Iterator[SourceItem]:
         suffix = Path(value.get("path") or "x.mp4").suffix.lower() or ".mp4"
         if value.get("bytes"):
             yield SourceItem(key=key, name=name, data=value["bytes"], suffix=suffix)
+        elif urllib.parse.urlsplit(value.get("path") or "").scheme.lower() in ("http", "https"):
+            yield SourceItem(key=key, name=f"{name} ({value['path']})", url=value["path"], suffix=suffix)
         elif value.get("path"):
             yield SourceItem(key=key, name=name, path=Path(value["path"]), suffix=suffix)
         else:
@@ -160,19 +169,39 @@ def _materialise(ctx: BuildContext, item: SourceItem) -> Path:
         return item.path
     store = ctx.config.work_path / "videos"
     store.mkdir(parents=True, exist_ok=True)
-    if item.data is not None:
-        data = item.data
-    else:
-        assert item.url is not None
-        with urllib.request.urlopen(item.url, timeout=120) as response:
-            data = response.read()
-    target = store / f"{hashlib.sha256(data).hexdigest()}{item.suffix}"
-    if not target.exists():
-        fd, tmp = tempfile.mkstemp(dir=store, suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=store, suffix=".part")
+    try:
         with open(fd, "wb") as f:
-            f.write(data)
+            if item.data is not None:
+                f.write(item.data)
+                digest = hashlib.sha256(item.data).hexdigest()
+            else:
+                assert item.url is not None
+                digest = _download(item.url, f)
+        target = store / f"{digest}{item.suffix}"
         Path(tmp).replace(target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def _download(url: str, out: Any) -> str:
+    """Stream ``url`` into ``out`` within the size and time limits; the SHA-256 of the bytes (OSError if refused)."""
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
+    digest, size = hashlib.sha256(), 0
+    with urllib.request.urlopen(url, timeout=60) as response:  # the timeout bounds each socket read
+        announced = int(response.headers.get("Content-Length") or 0)
+        if announced > MAX_DOWNLOAD_BYTES:
+            raise OSError(f"{announced} bytes announced, over the {MAX_DOWNLOAD_BYTES}-byte download limit")
+        while chunk := response.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_DOWNLOAD_BYTES:
+                raise OSError(f"over the {MAX_DOWNLOAD_BYTES}-byte download limit")
+            if time.monotonic() > deadline:
+                raise OSError(f"not downloaded within the {DOWNLOAD_DEADLINE_S:.0f} s download limit")
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
