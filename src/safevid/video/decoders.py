@@ -126,7 +126,10 @@ class TorchCodecDecoder:
         self.exact_indices = seek_mode == "exact" and source.decoder is None
         # torchcodec refuses times at or past its own end; later times show its last frame.
         self._last_time = math.nextafter(end, -math.inf)
-        if self.exact_indices:
+        nominal = float(meta.average_fps_from_header or 0)
+        if self.exact_indices and round(nominal * (end - start)) != num_frames:
+            # Variable frame rate (the nominal rate does not count the frames): torchcodec timed the last
+            # frame by the nominal rate; the container's own timing agrees with PyAV's (~10 ms to read).
             end = max(end, container_end(source, end) or end)
         self.info = StreamInfo(
             codec=meta.codec or "unknown",
@@ -139,7 +142,7 @@ class TorchCodecDecoder:
             # After an exact scan, the average rate over the same span as PyAV's.
             fps=num_frames / (end - start)
             if self.exact_indices
-            else float(meta.average_fps or 0) or num_frames / (end - start),
+            else float(meta.average_fps or num_frames / (end - start)),
         )
 
     def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
@@ -170,7 +173,7 @@ class TorchCodecDecoder:
         """The error of a batched decode, at the first time that fails alone (found on the error path only)."""
         for t in timestamps:
             try:
-                self._decoder.get_frames_played_at([t])
+                self._decoder.get_frames_played_at([min(t, self._last_time)])
             except Exception as failure:
                 return VideoDecodeError(self.name, f"at {t:.3f} s: {clean_cause(failure, mid_stream=True)}")
         return VideoDecodeError(self.name, clean_cause(error, mid_stream=True))
