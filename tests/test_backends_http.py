@@ -65,6 +65,21 @@ def _backend(server: FaultInjectingServer, tmp_path, **overrides):
     )
 
 
+def test_two_servers_serving_one_model_name_do_not_share_cached_answers(tmp_path):
+    # A base and an aligned model served under the same name, behind one shared response cache.
+    with (
+        LoopbackServer(latency_only=True, reply="base answer", model_name="model") as base,
+        LoopbackServer(latency_only=True, reply="aligned answer", model_name="model") as aligned,
+    ):
+        first = _backend(base, tmp_path).generate(_requests(2), progress=False)
+        second = _backend(aligned, tmp_path).generate(_requests(2), progress=False)
+        again = _backend(aligned, tmp_path).generate(_requests(2), progress=False)
+        assert (base.stats.chat_requests, aligned.stats.chat_requests) == (2, 2)
+    assert [r.text for r in first] == ["base answer"] * 2
+    assert [r.text for r in second] == ["aligned answer"] * 2
+    assert [(r.text, r.cached) for r in again] == [("aligned answer", True)] * 2
+
+
 @pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
 def test_round_trip_choices_logprobs_usage(server, tmp_path, http_client):
     backend = _backend(server, tmp_path, http_client=http_client)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -290,6 +293,72 @@ def test_standalone_server_persists_repos_across_restarts(loopback_hub, tmp_path
             cache_dir=tmp_path / "cache",
         )
         assert Path(path).read_bytes() == b"kept"
+
+
+def _call(hub: LoopbackHub, method: str, path: str, body=None, headers=None) -> tuple[int, bytes]:
+    """One raw HTTP request with a token (what a hostile client could send, unshaped by huggingface_hub)."""
+    conn = http.client.HTTPConnection(hub.host, hub.port, timeout=10)
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    conn.request(
+        method, path, body=data, headers={"Authorization": f"Bearer {DUMMY_TOKEN}", **(headers or {})}
+    )
+    response = conn.getresponse()
+    payload = response.read()
+    conn.close()
+    return response.status, payload
+
+
+def test_names_and_lfs_ids_cannot_reach_outside_the_root(tmp_path):
+    (tmp_path / "secret.txt").write_bytes(b"top secret")  # <root>/blobs/../../secret.txt
+    victim = tmp_path / "victim"  # <root>/repos/models/../../../victim
+    victim.mkdir()
+    (victim / "repo.json").write_text(
+        json.dumps({"type": "model", "id": "v/v", "private": False, "refs": {}})
+    )
+    with LoopbackHub(tmp_path / "hub") as hub:
+        assert _call(hub, "POST", "/api/repos/create", {"organization": "org", "name": "ok"})[0] == 200
+        # An LFS "oid" that is a path: neither committed (the file would serve the secret) nor verified.
+        lines = [{"key": "header", "value": {"summary": "s"}},
+                 {"key": "lfsFile", "value": {"path": "leak.txt", "algo": "sha256", "oid": "../secret.txt"}}]  # fmt: skip
+        commit = "\n".join(json.dumps(line) for line in lines).encode()
+        status, payload = _call(hub, "POST", "/api/models/org/ok/commit/main", commit)
+        assert (status, b"64 hex digits" in payload) == (400, True)
+        assert "leak.txt" not in hub.files("org/ok")
+        assert _call(hub, "POST", "/lfs-verify", {"oid": "../secret.txt", "size": 10})[0] == 400
+        # Organisation or repo names that climb out: refused on create and delete.
+        for org, name in (("../../..", "planted"), ("org/..", "x"), ("..", "..")):
+            assert _call(hub, "POST", "/api/repos/create", {"organization": org, "name": name})[0] == 400
+        assert (
+            _call(hub, "DELETE", "/api/repos/delete", {"organization": "../../..", "name": "victim"})[0]
+            == 400
+        )
+        # ... and on every read, percent-encoded or not (decoded after routing).
+        for path in ("/api/models/..%2F..%2F../victim", "/api/models/..%2F..%2F../victim/tree/main",
+                     "/..%2F..%2F../victim/resolve/main/repo.json", "/api/models/org%2F../ok"):  # fmt: skip
+            assert _call(hub, "GET", path)[0] == 400, path
+    assert (victim / "repo.json").is_file()
+    assert not (tmp_path / "planted").exists()
+
+
+def test_a_stalled_or_oversized_request_does_not_hold_a_thread(tmp_path):
+    with LoopbackHub(tmp_path / "hub", request_timeout_s=0.5, max_body_bytes=1000) as hub:
+        # Headers that never end: the server hangs up after its timeout instead of waiting forever.
+        with socket.create_connection((hub.host, hub.port), timeout=10) as stalled:
+            stalled.sendall(b"GET /api/whoami-v2 HTTP/1.1\r\nHost: x\r\n")
+            assert stalled.recv(1024) == b""
+        # A body announced larger than the limit: answered 413 without reading it.
+        status, payload = _call(hub, "POST", "/api/validate-yaml", headers={"Content-Length": str(10**9)})
+        assert (status, b"limit of 1000 bytes" in payload) == (413, True)
+        # An endless chunked body: 413 once past the limit, and the connection closed.
+        with socket.create_connection((hub.host, hub.port), timeout=10) as endless:
+            endless.sendall(
+                b"POST /api/validate-yaml HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            endless.sendall(b"258\r\n" + b"x" * 600 + b"\r\n" + b"258\r\n" + b"x" * 600 + b"\r\n")
+            answer = b""
+            while chunk := endless.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413")
 
 
 def test_the_process_is_offline_again_after_the_fixture():

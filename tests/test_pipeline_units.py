@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from functools import partial
 from pathlib import Path
@@ -185,6 +186,29 @@ def test_manifest_redacts_credentials():
     }
 
 
+def test_no_secret_reaches_the_store_or_the_manifest(tmp_path):
+    from safevid.pipeline.context import BuildContext
+    from safevid.pipeline.manifest import build_manifest, check_fingerprint
+
+    judge = {"kind": "openai", "model": "m", "base_url": "https://alice:hunter2-PASSWORD@llm.example/v1",
+             "extra_body": {"api_key": "sk-EXTRA-BODY-KEY", "x_session_token": "TOKEN-VALUE", "top_k": 5}}  # fmt: skip
+    config = _config(tmp_path, models={**MODELS, "judge": judge}, output_dir=str(tmp_path / "out"))
+    payload = fingerprint_payload(config, "tax", {"chosen": "p"})
+    fp = fingerprint(payload)
+    with RecordStore(tmp_path / "s.sqlite") as store:
+        check_fingerprint(store, fp, payload)
+        check_fingerprint(store, fp, payload)  # the stored payload still identifies the same config
+        stored = store.get_meta("fingerprint_payload")
+        manifest = json.dumps(build_manifest(BuildContext(config), fp, [store], 1))
+    files = b"".join(p.read_bytes() for p in tmp_path.glob("s.sqlite*"))
+    for secret in ("hunter2-PASSWORD", "sk-EXTRA-BODY-KEY", "TOKEN-VALUE"):
+        assert secret not in stored
+        assert secret.encode() not in files
+        assert secret not in manifest
+    assert '"top_k": 5' in stored
+    assert "https://<redacted>@llm.example/v1" in manifest
+
+
 # --- ingest: bad inputs are recorded with their reason ----------------------------------------------------
 def _ingest(tmp_path, inputs):
     from safevid.pipeline.context import BuildContext
@@ -248,13 +272,33 @@ def test_ingest_records_corrupt_videos_malformed_lines_and_duplicates(tmp_path):
     assert store.counts() == before
 
 
-def test_ingest_urls_and_a_dataset_video_column(tmp_path):
+def test_shards_do_not_depend_on_where_the_inputs_are_mounted(tmp_path):
+    from safevid.pipeline.context import BuildContext, shard_of
+    from safevid.pipeline.ingest import iter_sources
+
+    assignments = []
+    for mount in ("node-a/mnt", "node-b/data/shared"):  # the same files, mounted at two paths
+        root = tmp_path / mount
+        for name in ("a.mp4", "sub/b.mp4", "c.webm", "d.mkv"):
+            (root / "videos" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "videos" / name).write_bytes(name.encode())
+        (root / "list.txt").write_text("videos/a.mp4\nvideos/sub/b.mp4\n")
+        inputs = [{"folder": str(root / "videos")}, {"list_file": str(root / "list.txt")}]
+        config = BuildConfig.from_dict({"models": MODELS, "inputs": inputs, "output_dir": str(root / "out")})
+        assignments.append([(item.key, shard_of(item.key, 3)) for item in iter_sources(BuildContext(config))])
+    assert len(assignments[0]) == 6
+    assert assignments[0] == assignments[1]
+
+
+def test_ingest_urls_and_a_dataset_video_column(tmp_path, monkeypatch):
     from datasets import Dataset, Features, Value, Video
 
+    from safevid.pipeline import ingest
     from safevid.testing.videos import make_test_video
 
     served = tmp_path / "served"
     make_test_video(served / "a.mp4", duration=0.6, fps=5)
+    make_test_video(served / "c.mp4", duration=0.6, fps=6)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -265,16 +309,23 @@ def test_ingest_urls_and_a_dataset_video_column(tmp_path):
         list_file.write_text(f"{base}/a.mp4\n{base}/missing.mp4\n")
         b = make_test_video(tmp_path / "b.mp4", duration=0.6, fps=7)
         features = Features({"video": Video(), "label": Value("int32")})
-        Dataset.from_dict({"video": [str(b)], "label": [1]}, features=features).to_parquet(
-            str(tmp_path / "ds" / "train.parquet")
-        )
+        # A dataset's video column: a local path and an http(s) URL (downloaded like a list file's URL).
+        Dataset.from_dict(
+            {"video": [str(b), f"{base}/c.mp4"], "label": [1, 2]}, features=features
+        ).to_parquet(str(tmp_path / "ds" / "train.parquet"))
         store = _ingest(
             tmp_path, [{"list_file": str(list_file)}, {"dataset": str(tmp_path / "ds"), "split": "train"}]
         )
+        monkeypatch.setattr(ingest, "MAX_DOWNLOAD_BYTES", 1000)
+        limited = _ingest(tmp_path / "limited", [{"list_file": str(list_file)}])
     finally:
         server.shutdown()
     videos = list(store.iter_stage("video"))
-    assert len(videos) == 2
+    assert len(videos) == 3
+    from_dataset = [v for v in videos if v.data["source"].endswith("row 1 (" + f"{base}/c.mp4)")]
+    assert Path(from_dataset[0].data["path"]).read_bytes() == (served / "c.mp4").read_bytes()
+    refused = {r.data["message"] for r in limited.iter_stage("source", DROPPED)}
+    assert any("a.mp4" in m and "over the 1000-byte download limit" in m for m in refused), refused
     downloaded = [v for v in videos if v.data["source"].startswith(str(list_file))]
     assert (
         Path(downloaded[0].data["path"]).parent == (tmp_path / "out" / ".safevid-build" / "videos").resolve()

@@ -71,6 +71,20 @@ def test_truncated_media_data_with_an_intact_index_is_an_error(tmp_path):
             sample_video(cut, VideoSampling(backend=backend))
 
 
+@pytest.mark.parametrize("backend", ["torchcodec", "pyav"])
+def test_damage_in_the_middle_of_a_readable_file_names_the_time_and_the_cause(tmp_path, backend):
+    data = bytearray(make_test_video(tmp_path / "whole.mp4", duration=19.5, fps=10.0).read_bytes())
+    for i in range(len(data) // 3, 2 * len(data) // 3):  # the header and the first seconds stay intact
+        data[i] = (data[i] * 7 + 13) % 256
+    damaged = tmp_path / "damaged.mp4"  # the index (moov, written last) stays intact
+    damaged.write_bytes(bytes(data))
+    assert probe_video(damaged, VideoSampling(backend=backend)).num_frames == 195  # it opens fine
+    with pytest.raises(
+        VideoDecodeError, match=r"damaged\.mp4: at \d+\.\d{3} s: corrupt data in the video stream"
+    ):
+        sample_video(damaged, VideoSampling(num_frames=16, backend=backend))
+
+
 @pytest.fixture
 def fifo(tmp_path):
     path = tmp_path / "never-written.mp4"

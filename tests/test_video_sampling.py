@@ -169,6 +169,39 @@ def test_variable_frame_rate_returns_the_frame_on_screen(videos, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_variable_frame_rate_with_enough_frames_gives_the_asked_count(tmp_path, backend, suffix):
+    # 20 frames lasting 0.05-0.15 s: 16 equal segments of 0.125 s put two centres on some 0.15 s frames.
+    path = make_test_video(tmp_path / f"vfr{suffix}", variable_frame_rate=True, duration=2.0, fps=10.0)
+    schedule = frame_times(2.0, 10.0, variable_frame_rate=True)
+    video = sample_video(path, VideoSampling(num_frames=16, backend=backend))
+    shown = [read_frame_index(frame) for frame in video.frames]
+    assert (len(shown), video.fallback) == (16, "frame_indices")
+    assert shown == [math.floor((i + 0.5) * 20 / 16) for i in range(16)]  # distinct, evenly spaced indices
+    assert video.timestamps == pytest.approx([schedule[i][0] for i in shown], abs=1e-3)
+
+
+@pytest.mark.parametrize("duration", [2.0, 19.5])
+def test_both_backends_agree_on_a_variable_frame_rate_mp4(tmp_path, duration):
+    # MP4 with reordered frames: torchcodec timed the last frame by the nominal rate (end 1.95 s, not 2.0 s)
+    # and PyAV seeked by decode time onto a keyframe shown after the target (frame 104 for 103 at 10.36 s).
+    path = make_test_video(tmp_path / "vfr.mp4", variable_frame_rate=True, duration=duration, fps=10.0)
+    probes = [probe_video(path, VideoSampling(backend=backend)) for backend in BACKENDS]
+    assert [(p.duration, p.num_frames) for p in probes] == [(pytest.approx(duration), duration * 10)] * 2
+    sampled = [sample_video(path, VideoSampling(num_frames=16, backend=backend)) for backend in BACKENDS]
+    schedule = frame_times(duration, 10.0, variable_frame_rate=True)
+    for video in sampled:  # each frame is the one on screen at its segment's centre (or, on repeats, index)
+        shown = [read_frame_index(f) for f in video.frames]
+        if video.fallback is None:
+            centres = segment_centres(0.0, duration, 16)
+            assert all(schedule[i][0] <= t < sum(schedule[i]) for i, t in zip(shown, centres, strict=True))
+    assert [read_frame_index(f) for f in sampled[0].frames] == [
+        read_frame_index(f) for f in sampled[1].frames
+    ]
+    assert sampled[0].timestamps == pytest.approx(sampled[1].timestamps, abs=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("name", "corner"), [("rot90", "bottom-left"), ("rot270", "top-right")])
 def test_rotation_metadata_is_applied(videos, backend, name, corner):
     from safevid.testing.videos import marker_corner

@@ -1,7 +1,8 @@
 """An on-disk cache of successful responses, so a re-run never pays for a request twice.
 
 Entries are keyed by a content hash of everything that determines a response: backend kind, model,
-revision, messages (a sampled video counts by the hash of its frame bytes and timestamps, a local
+revision, the server (an HTTP backend's URL, without credentials: two servers may serve different weights
+under one model name), messages (a sampled video counts by the hash of its frame bytes and timestamps, a local
 file by the hash of its bytes), sampling parameters and the structured-output spec. One JSON file
 per entry, written to a temporary file in the same folder and moved into place with
 `os.replace`: concurrent writers (tasks, threads, processes) and a process killed mid-write can

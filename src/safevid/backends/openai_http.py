@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -60,9 +61,11 @@ class OpenAIBackend(Backend):
         self._probed: set[str] = set()
 
     def cache_extra(self) -> Any:
-        # How media and constraints are sent changes what the model sees; the URL does not.
+        # How media and constraints are sent changes what the model sees, and the server which model answers:
+        # two servers can serve different weights under one name (a base and an aligned model, both "model").
         c = self.config
         return {
+            "server": re.sub(r"//[^/@]*@", "//", self.url),  # credentials in the URL do not change the answer
             "video_input": c.video_input,
             "image_format": c.image_format,
             "structured": c.structured_outputs,

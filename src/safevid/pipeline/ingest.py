@@ -4,20 +4,28 @@ Sources, each turned into items with a stable source key:
 
 - a local folder (recursive; hidden files skipped; a file that is not a video is recorded, not ignored),
 - a list file of local paths (relative to the list file) and ``http(s)://`` URLs, one per line, ``#`` comments,
-- a Hub or local dataset with a video column (streamed, bytes or paths),
+- a Hub or local dataset with a video column (streamed; bytes, local paths or ``http(s)://`` URLs),
 - ``test_videos: N`` synthetic videos (demos and tests), written by the ``test_videos`` video source
   (`safevid.plugins`).
 
 Each item is assigned to a shard by the hash of its source key (cheap: no worker reads another shard's
-bytes), then read, hashed (video id = SHA-256 of the bytes), probed and sampled with the shared
-`VideoSampling`. A bad item — malformed list line, missing file, failed download, undecodable video,
-duplicate content — is recorded as dropped with its reason and the source named, and skipped.
+bytes). The key never holds a machine's absolute path — a file's is its input's index and its path
+relative to the input folder (or list file line as written) — so nodes mounting the inputs at
+different places partition them the same way. Each item is then read, hashed (video id = SHA-256 of the
+bytes), probed and sampled with the shared `VideoSampling`. A bad item — malformed list line, missing file,
+failed download, undecodable video, duplicate content — is recorded as dropped with its reason and the source
+named, and skipped.
+
+A URL is downloaded once (a rerun skips finished sources) into the content-addressed ``videos/`` folder of
+the build state, refused past `MAX_DOWNLOAD_BYTES` or `DOWNLOAD_DEADLINE_S` (``download_failed``, with
+the limit named): download such a file yourself and list its local path instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -32,13 +40,15 @@ from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
 STAGE = "video"
 SOURCE_STAGE = "source"
+MAX_DOWNLOAD_BYTES = 2 * 1024**3
+DOWNLOAD_DEADLINE_S = 600.0
 
 
 @dataclass
 class SourceItem:
     """One video to ingest, or a problem found while listing sources (``problem`` set)."""
 
-    key: str  # stable identity of the source: path, URL, dataset row, list-file line
+    key: str  # stable identity of the source: input and relative path, URL, dataset row, list-file line
     name: str  # printable name for messages
     path: Path | None = None
     url: str | None = None
@@ -51,29 +61,30 @@ def iter_sources(ctx: BuildContext) -> Iterator[SourceItem]:
     """Every source item of the config's inputs, in a deterministic order."""
     for index, spec in enumerate(ctx.config.inputs):
         if spec.folder is not None:
-            yield from _folder_items(ctx.config.resolve_path(spec.folder))
+            yield from _folder_items(ctx.config.resolve_path(spec.folder), index)
         elif spec.list_file is not None:
-            yield from _list_items(ctx.config.resolve_path(spec.list_file))
+            yield from _list_items(ctx.config.resolve_path(spec.list_file), index)
         elif spec.dataset is not None:
             yield from _dataset_items(ctx, spec)
         else:
-            yield from _folder_items(_test_videos(ctx, index, spec))
+            yield from _folder_items(_test_videos(ctx, index, spec), index)
 
 
-def _folder_items(folder: Path) -> Iterator[SourceItem]:
+def _folder_items(folder: Path, input_index: int) -> Iterator[SourceItem]:
     if not folder.is_dir():
         raise FileNotFoundError(f"Input folder {folder} does not exist")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue  # hidden files and folders (editor swap files, .DS_Store) are not inputs
-        item = SourceItem(key=f"file:{path.resolve()}", name=str(path), path=path, suffix=path.suffix.lower())
+        key = f"file:{input_index}:{relative.as_posix()}"
+        item = SourceItem(key=key, name=str(path), path=path, suffix=path.suffix.lower())
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             item.problem = ("not_a_video_file", f"{path}: extension {path.suffix!r} is not a video extension")
         yield item
 
 
-def _list_items(list_file: Path) -> Iterator[SourceItem]:
+def _list_items(list_file: Path, input_index: int) -> Iterator[SourceItem]:
     if not list_file.is_file():
         raise FileNotFoundError(f"Input list file {list_file} does not exist")
     with list_file.open(encoding="utf-8", errors="replace") as f:
@@ -87,7 +98,7 @@ def _list_items(list_file: Path) -> Iterator[SourceItem]:
                 suffix = Path(urllib.parse.urlsplit(line).path).suffix.lower() or ".mp4"
                 yield SourceItem(key=f"url:{line}", name=f"{name} ({line})", url=line, suffix=suffix)
                 continue
-            item = SourceItem(key=f"list:{list_file.resolve()}:{line}", name=f"{name} ({line})")
+            item = SourceItem(key=f"list:{input_index}:{line}", name=f"{name} ({line})")
             if "://" in line or "\t" in line or any(ord(c) < 32 for c in line):
                 item.problem = (
                     "malformed_list_line",
@@ -98,7 +109,6 @@ def _list_items(list_file: Path) -> Iterator[SourceItem]:
             path = Path(line.removeprefix("file:")).expanduser()
             path = path if path.is_absolute() else list_file.parent / path
             item.path, item.suffix = path, path.suffix.lower() or ".mp4"
-            item.key = f"file:{path.resolve()}"
             if not path.is_file():
                 item.problem = ("missing_file", f"{name}: no file {path}")
             yield item
@@ -124,6 +134,8 @@ def _dataset_items(ctx: BuildContext, spec: InputSpec) -> Iterator[SourceItem]:
         suffix = Path(value.get("path") or "x.mp4").suffix.lower() or ".mp4"
         if value.get("bytes"):
             yield SourceItem(key=key, name=name, data=value["bytes"], suffix=suffix)
+        elif urllib.parse.urlsplit(value.get("path") or "").scheme.lower() in ("http", "https"):
+            yield SourceItem(key=key, name=f"{name} ({value['path']})", url=value["path"], suffix=suffix)
         elif value.get("path"):
             yield SourceItem(key=key, name=name, path=Path(value["path"]), suffix=suffix)
         else:
@@ -151,19 +163,39 @@ def _materialise(ctx: BuildContext, item: SourceItem) -> Path:
         return item.path
     store = ctx.config.work_path / "videos"
     store.mkdir(parents=True, exist_ok=True)
-    if item.data is not None:
-        data = item.data
-    else:
-        assert item.url is not None
-        with urllib.request.urlopen(item.url, timeout=120) as response:
-            data = response.read()
-    target = store / f"{hashlib.sha256(data).hexdigest()}{item.suffix}"
-    if not target.exists():
-        fd, tmp = tempfile.mkstemp(dir=store, suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=store, suffix=".part")
+    try:
         with open(fd, "wb") as f:
-            f.write(data)
+            if item.data is not None:
+                f.write(item.data)
+                digest = hashlib.sha256(item.data).hexdigest()
+            else:
+                assert item.url is not None
+                digest = _download(item.url, f)
+        target = store / f"{digest}{item.suffix}"
         Path(tmp).replace(target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def _download(url: str, out: Any) -> str:
+    """Stream ``url`` into ``out`` within the size and time limits; the SHA-256 of the bytes (OSError if refused)."""
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
+    digest, size = hashlib.sha256(), 0
+    with urllib.request.urlopen(url, timeout=60) as response:  # the timeout bounds each socket read
+        announced = int(response.headers.get("Content-Length") or 0)
+        if announced > MAX_DOWNLOAD_BYTES:
+            raise OSError(f"{announced} bytes announced, over the {MAX_DOWNLOAD_BYTES}-byte download limit")
+        while chunk := response.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_DOWNLOAD_BYTES:
+                raise OSError(f"over the {MAX_DOWNLOAD_BYTES}-byte download limit")
+            if time.monotonic() > deadline:
+                raise OSError(f"not downloaded within the {DOWNLOAD_DEADLINE_S:.0f} s download limit")
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
 
 
 def file_sha256(path: Path) -> str:

@@ -3,9 +3,10 @@
 Each shard store keeps the fingerprint and fingerprint payload of the config it was built with; a
 rerun under a changed config is refused with the list of changed keys (or sent to a new output folder
 with ``--new-output``), so records of two configurations are never mixed. The publish step writes the
-merged manifest as ``safevid_manifest.json`` next to the data. No secret is ever written: backend
-configs carry no API keys (they are read from the environment), and any ``extra_body`` key that looks
-like a credential is redacted.
+merged manifest as ``safevid_manifest.json`` next to the data. No secret is ever written, to the
+manifest or to the store's copy of the fingerprint payload: backend configs carry no API keys (they are
+read from the environment), any key that looks like a credential (``extra_body.api_key``, a ``token``,
+a ``password``...) has its value redacted, and so has the ``user:password@`` of any URL (a ``base_url``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from safevid.pipeline.store import DROPPED, ERROR, OK, RecordStore
 # Stage names in the store, in pipeline order, with the name shown in manifests and cards.
 STAGES = (("source", "ingest"), ("describe", "describe"), ("classify", "classify"), ("query", "queries"),
           ("pair", "responses"), ("gate", "gates"))  # fmt: skip
-_SECRET = re.compile(r"key|token|secret|password|authorization", re.IGNORECASE)
+_SECRET = re.compile(r"key|token|secret|passw|credential|authorization|cookie", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 
 
 class ConfigChangedError(RuntimeError):
@@ -34,11 +36,11 @@ def check_fingerprint(store: RecordStore, fingerprint: str, payload: dict[str, A
     existing = store.get_meta("fingerprint")
     if existing is None:
         store.set_meta("fingerprint", fingerprint)
-        store.set_meta("fingerprint_payload", json.dumps(payload, sort_keys=True, default=str))
+        store.set_meta("fingerprint_payload", json.dumps(redact(payload), sort_keys=True, default=str))
         return
     if existing != fingerprint:
         old = json.loads(store.get_meta("fingerprint_payload") or "{}")
-        changed = diff_keys(old, json.loads(json.dumps(payload, default=str)))
+        changed = diff_keys(old, json.loads(json.dumps(redact(payload), default=str)))
         raise ConfigChangedError(
             f"The build state in {store.path.parent} was made with another configuration "
             f"(changed: {', '.join(changed) or 'unknown'}). Mixing them would give an inconsistent dataset: "
@@ -47,10 +49,13 @@ def check_fingerprint(store: RecordStore, fingerprint: str, payload: dict[str, A
 
 
 def redact(value: Any) -> Any:
+    """``value`` with the values of credential-like keys and the ``user:password@`` of URLs redacted."""
     if isinstance(value, dict):
         return {k: "<redacted>" if _SECRET.search(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _URL_USERINFO.sub("<redacted>@", value)
     return value
 
 

@@ -11,8 +11,9 @@ cursors, so memory is one row group whatever the size), applies the set-level ga
     <output>/README.md                 dataset card: YAML configs, dataset_info, license, gating, tables
     <output>/safevid_manifest.json     config, models, revisions, prompt hashes, per-stage counts
 
-Everything is written to a staging folder first and swapped in at the end, so a killed publish leaves
-the previous output (or none) and a rerun starts the pass over: it is cheap next to generation.
+Everything is written to a staging folder of its own first and swapped in at the end, so a killed
+publish leaves the previous output (or none) and a rerun starts the pass over: it is cheap next to
+generation. The caller holds the output folder's lock (`PUBLISH_LOCK_NAME`) meanwhile.
 
 `push_to_hub` uploads the folder in batches of commits that skip files already on the Hub with the same
 content, data first and the card last, so an interrupted push resumes where it stopped and the dataset
@@ -26,6 +27,7 @@ import heapq
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,6 +42,8 @@ from safevid.schema import DEFAULT_COLUMNS, conversational_features, default_fea
 
 CONFIGS = ("default", "conversational")
 MANIFEST_NAME = "safevid_manifest.json"
+PUBLISH_LOCK_NAME = ".safevid-publish.lock"  # hidden, like the staging folders: never pushed to the Hub
+_STAGING_PREFIX = ".publish-staging-"
 _LENGTH_BINS = 4096  # words; longer replies count in the last bin
 
 
@@ -202,9 +206,11 @@ def publish(
     config = ctx.config
     cfg = config.publish
     output = Path(config.output_dir)
-    staging = config.work_path / "publish-staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    # Staged in the output folder (same file system: the swap is renames), in a folder of this publish's own.
+    output.mkdir(parents=True, exist_ok=True)
+    for leftover in output.glob(f"{_STAGING_PREFIX}*"):  # a killed publish's (the caller holds the lock)
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=output))
     stores = [RecordStore(path, readonly=True) for path in store_paths]
     try:
         for store, path in zip(stores, store_paths, strict=True):
@@ -286,6 +292,7 @@ def publish(
     finally:
         for store in stores:
             store.close()
+        shutil.rmtree(staging, ignore_errors=True)
     written = sorted(str(p.relative_to(output)) for p in (output / "data").rglob("*.parquet"))
     return PublishResult(
         output,
@@ -308,7 +315,7 @@ def swap_in_staged(staging: Path, output: Path) -> None:
         output (`Path`): The dataset folder to update (created if missing).
     """
     output.mkdir(parents=True, exist_ok=True)
-    old = staging.parent / "publish-previous"
+    old = staging.with_name(f"{staging.name}-previous")
     shutil.rmtree(old, ignore_errors=True)
     if (output / "data").exists():
         os.replace(output / "data", old)

@@ -5,12 +5,17 @@ gates over the sources whose key hashes to its shard, against its own record sto
 ``<work_dir>/shard-<i>-of-<N>.sqlite``; nothing it does depends on another shard. The publish step
 (``--stage publish``) merges the N stores once every worker is complete. With one shard (the
 default) a single ``run_build`` does both.
+
+A run holds an exclusive lock on its shard's store and, to publish, on the output folder
+(`safevid.pipeline.lock`): a second run on the same shard or output fails at once, naming the holder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +23,10 @@ from typing import Any
 
 from safevid.pipeline.config import BuildConfig, fingerprint, fingerprint_payload
 from safevid.pipeline.context import BuildContext
+from safevid.pipeline.lock import BuildLock
 from safevid.pipeline.manifest import ConfigChangedError, build_manifest, check_fingerprint
-from safevid.pipeline.publish import MANIFEST_NAME, PublishResult, publish
-from safevid.pipeline.store import ERROR, RecordStore
+from safevid.pipeline.publish import MANIFEST_NAME, PUBLISH_LOCK_NAME, PublishResult, publish
+from safevid.pipeline.store import ERROR, RecordStore, find_damaged
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +83,8 @@ def run_build(
     Raises:
         ConfigChangedError: the store or the output folder was built with another configuration.
         RuntimeError: publish was asked while some shard store is missing or incomplete.
+        BuildLockedError: another run is building this shard or publishing to this output folder.
+        DamagedStoreError: a record store is damaged (truncated, overwritten).
     """
     ctx = BuildContext(config, shard, num_shards, progress)
     for name, backend in (backends or {}).items():
@@ -97,7 +105,13 @@ def run_build(
     path = store_path(config, shard, num_shards)
     complete = True
     manifest: dict[str, Any] = {}
+    locks = contextlib.ExitStack()
     try:
+        if any(s in stages for s in WORKER_STAGES):
+            locks.enter_context(BuildLock(path.with_suffix(".lock"), f"The store of shard {shard} ({path})"))
+        if "publish" in stages:
+            output = Path(config.output_dir)
+            locks.enter_context(BuildLock(output / PUBLISH_LOCK_NAME, f"The output folder {output}"))
         if any(s in stages for s in WORKER_STAGES):
             with RecordStore(path) as store:
                 check_fingerprint(store, fp, payload)
@@ -123,7 +137,14 @@ def run_build(
                     s.close()
             result = publish(ctx, paths, fingerprint=fp, manifest=manifest)
             manifest = json.loads((Path(config.output_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except sqlite3.DatabaseError as e:
+        candidates = [path] + [store_path(config, i, num_shards) for i in range(num_shards) if i != shard]
+        damaged = find_damaged(candidates, e)
+        if damaged is None:
+            raise
+        raise damaged from e
     finally:
+        locks.close()
         ctx.close()
     return BuildResult(Path(config.output_dir), path, manifest, result, complete)
 

@@ -15,7 +15,8 @@ One table holds every stage's records::
 - ``data`` is the record as JSON.
 
 The ``meta`` table holds the build's config fingerprint, so a store is never resumed under another
-configuration.
+configuration. A store SQLite cannot read (truncated, overwritten) raises `DamagedStoreError`, which
+names the file and how to rebuild it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,44 @@ from typing import Any
 
 OK, DROPPED, ERROR = "ok", "dropped", "error"
 _SCHEMA_VERSION = "1"
+_DAMAGED_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (`sqlite_errorcode` exists from Python 3.11)
+
+
+class DamagedStoreError(RuntimeError):
+    """A record store SQLite cannot read: truncated, overwritten, or not a database."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(
+            f"The record store {path} is damaged ({error}). Delete it, with its {path.name}-wal and "
+            f"{path.name}-shm files if present, and rerun its shard's worker to rebuild it (model answers "
+            "already received are served from the response cache)."
+        )
+        self.path = path
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite reporting a damaged database file (not a lock or I/O problem)."""
+    return getattr(error, "sqlite_errorcode", None) in _DAMAGED_CODES
+
+
+def find_damaged(paths: Iterable[Path], error: sqlite3.DatabaseError) -> DamagedStoreError | None:
+    """The `DamagedStoreError` of the first of ``paths`` that fails SQLite's check, if ``error`` is damage."""
+    if not is_damage(error):
+        return None
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            conn = sqlite3.connect(path)
+            try:
+                result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            return DamagedStoreError(path, e)
+        if result != "ok":
+            return DamagedStoreError(path, result)
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,10 +98,23 @@ class RecordStore:
     Args:
         path: The database file (created with its folder).
         readonly: Open an existing store for reading only (the publish step's view of a worker's shard).
+
+    Raises:
+        DamagedStoreError: SQLite cannot read the file.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
+        try:
+            self._open(readonly)
+        except sqlite3.DatabaseError as e:
+            if hasattr(self, "conn"):
+                self.conn.close()
+            if is_damage(e):
+                raise DamagedStoreError(self.path, e) from e
+            raise
+
+    def _open(self, readonly: bool) -> None:
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"No record store at {self.path}")

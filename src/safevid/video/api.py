@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from safevid.video.decoders import Decoder, open_decoder
 from safevid.video.errors import VideoDecodeError
 from safevid.video.sampled import SampledVideo, VideoProbe
-from safevid.video.sampling import VideoSampling, segment_centres, target_size
+from safevid.video.sampling import VideoSampling, index_centres, segment_centres, target_size
 from safevid.video.sources import VideoSource, resolve_source
 
 
@@ -124,9 +125,14 @@ def _sample(decoder: Decoder, sampling: VideoSampling) -> SampledVideo:
         fallback = "all_frames" if requested > len(times) else None
     else:
         frames, times = decoder.frames_at(segment_centres(info.start, info.end, requested))
+        if _repeats(times) and decoder.exact_indices:
+            # Two timestamps fell on one long-lasting frame (variable frame rate): the stream has enough
+            # frames, so take them at evenly spaced indices instead (distinct by construction).
+            frames, times = decoder.frames_at_indices(index_centres(info.num_frames, requested))
+            fallback = "frame_indices"
         keep = [i for i, t in enumerate(times) if i == 0 or t > times[i - 1]]
         if len(keep) < len(times):
-            # Two timestamps fell on one long-lasting frame (variable frame rate): keep it once.
+            # Still repeats (no exact frame times in approximate seek mode): keep each frame once.
             frames, times = frames[keep], [times[i] for i in keep]
             fallback = "dropped_duplicates"
     if len(times) < sampling.min_frames:
@@ -155,6 +161,10 @@ def _sample(decoder: Decoder, sampling: VideoSampling) -> SampledVideo:
         sampling=sampling,
         source=decoder.name,
     )
+
+
+def _repeats(times: list[float]) -> bool:
+    return any(t <= previous for previous, t in pairwise(times))
 
 
 def _resize(frames: Any, height: int, width: int) -> Any:

@@ -5,12 +5,16 @@ the frames *played at* given timestamps (the last frame whose presentation time 
 the timestamp) by seeking to the keyframe before each one, never by decoding the whole stream.
 Both file backends apply the container's display rotation the same way (counter-clockwise, as
 FFmpeg's display matrix says), convert to RGB with FFmpeg's swscale, and return uint8
-(T, C, H, W) tensors, so the same file gives the same frames from either.
+(T, C, H, W) tensors, so the same file gives the same frames from either. They agree on the stream's
+end too: the end of the last frame as the container times it (torchcodec's own end, from decoded frame
+durations, can fall short on variable-frame-rate MP4). A decode error after the file opened names the
+time it happened at and its cause.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,9 +59,14 @@ class Decoder(Protocol):
     name: str
     backend: str
     info: StreamInfo
+    exact_indices: bool  # frames_at_indices gives exactly the i-th frame (exact seek mode)
 
     def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
         """Frames played at the ascending `timestamps` (uint8 (T, C, H, W)) and their times."""
+        ...
+
+    def frames_at_indices(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
+        """The frames of ascending presentation-order `indices` and their times."""
         ...
 
     def all_frames(self) -> tuple[torch.Tensor, list[float]]:
@@ -114,6 +123,14 @@ class TorchCodecDecoder:
         end = float(meta.end_stream_seconds or 0.0)
         if num_frames < 1 or end <= start or not meta.width or not meta.height:
             raise VideoDecodeError(self.name, "the video stream has no frames")
+        self.exact_indices = seek_mode == "exact" and source.decoder is None
+        # torchcodec refuses times at or past its own end; later times show its last frame.
+        self._last_time = math.nextafter(end, -math.inf)
+        nominal = float(meta.average_fps_from_header or 0)
+        if self.exact_indices and round(nominal * (end - start)) != num_frames:
+            # Variable frame rate (the nominal rate does not count the frames): torchcodec timed the last
+            # frame by the nominal rate; the container's own timing agrees with PyAV's (~10 ms to read).
+            end = max(end, container_end(source, end) or end)
         self.info = StreamInfo(
             codec=meta.codec or "unknown",
             width=int(meta.width),
@@ -122,22 +139,44 @@ class TorchCodecDecoder:
             start=start,
             end=end,
             num_frames=int(num_frames),
-            fps=float(meta.average_fps or num_frames / (end - start)),
+            # After an exact scan, the average rate over the same span as PyAV's.
+            fps=num_frames / (end - start)
+            if self.exact_indices
+            else float(meta.average_fps or num_frames / (end - start)),
         )
 
     def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
+        timestamps = [min(t, self._last_time) for t in timestamps]
         try:
             batch = self._decoder.get_frames_played_at(timestamps)
         except Exception as error:
-            raise VideoDecodeError(self.name, clean_cause(error)) from None
+            raise self._located(error, timestamps) from None
+        return batch.data, [float(t) for t in batch.pts_seconds.tolist()]
+
+    def frames_at_indices(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
+        try:
+            batch = self._decoder.get_frames_at(indices)
+        except Exception as error:
+            raise VideoDecodeError(self.name, clean_cause(error, mid_stream=True)) from None
         return batch.data, [float(t) for t in batch.pts_seconds.tolist()]
 
     def all_frames(self) -> tuple[torch.Tensor, list[float]]:
         try:
-            batch = self._decoder.get_frames_played_in_range(self.info.start, self.info.end)
+            batch = self._decoder.get_frames_played_in_range(self.info.start, self._last_time)
         except Exception as error:
-            raise VideoDecodeError(self.name, clean_cause(error)) from None
+            step = self.info.duration / self.info.num_frames
+            probes = [self.info.start + i * step for i in range(self.info.num_frames)]
+            raise self._located(error, probes) from None
         return batch.data, [float(t) for t in batch.pts_seconds.tolist()]
+
+    def _located(self, error: BaseException, timestamps: list[float]) -> VideoDecodeError:
+        """The error of a batched decode, at the first time that fails alone (found on the error path only)."""
+        for t in timestamps:
+            try:
+                self._decoder.get_frames_played_at([min(t, self._last_time)])
+            except Exception as failure:
+                return VideoDecodeError(self.name, f"at {t:.3f} s: {clean_cause(failure, mid_stream=True)}")
+        return VideoDecodeError(self.name, clean_cause(error, mid_stream=True))
 
     def close(self) -> None:
         # torchcodec frees its FFmpeg context when the decoder is garbage-collected.
@@ -183,6 +222,8 @@ class PyAVDecoder:
         stream.thread_type = "SLICE"  # frame threading would delay each seek, as for torchcodec
         self._stream, self._time_base = stream, stream.time_base
         self._keyframes: list[float] | None = None
+        self._frame_times: list[float] | None = None
+        self.exact_indices = seek_mode == "exact"
         if seek_mode == "exact":
             start, end, num_frames = self._scan()
         else:
@@ -222,6 +263,7 @@ class PyAVDecoder:
         if not pts_list:
             raise VideoDecodeError(self.name, "the video stream has no frames")
         self._keyframes = sorted(keyframes)
+        self._frame_times = [float(pts * self._time_base) for pts in sorted(pts_list)]
         start = min(pts_list)
         return float(start * self._time_base), float(max(end, max(pts_list)) * self._time_base), len(pts_list)
 
@@ -255,6 +297,10 @@ class PyAVDecoder:
         self._ahead: Any = None  # a frame read past the last target, kept for the next one
 
     def _seek(self, seconds: float) -> None:
+        if self._keyframes:
+            # FFmpeg seeks by decode time: with reordered frames the keyframe it lands on can be shown after
+            # `seconds`. Aim at the last keyframe *shown* at or before it (the one torchcodec starts from).
+            seconds = max((k for k in self._keyframes if k <= seconds + 1e-9), default=seconds)
         self._container.seek(int(seconds / self._time_base), stream=self._stream, backward=True)
         self._frames = self._container.decode(self._stream)
         self._last = self._ahead = None
@@ -280,6 +326,7 @@ class PyAVDecoder:
 
     def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
         picked: list[Any] = []
+        t = timestamps[0] if timestamps else 0.0
         try:
             for t in timestamps:
                 if self._must_seek(t):
@@ -288,8 +335,15 @@ class PyAVDecoder:
         except VideoDecodeError:
             raise
         except Exception as error:
-            raise VideoDecodeError(self.name, clean_cause(error)) from None
+            raise VideoDecodeError(
+                self.name, f"at {t:.3f} s: {clean_cause(error, mid_stream=True)}"
+            ) from None
         return self._to_tensor(picked), [self._time(f) for f in picked]
+
+    def frames_at_indices(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
+        if self._frame_times is None:
+            raise ValueError("frame indices need seek_mode='exact' (the scan gives every frame's time)")
+        return self.frames_at([self._frame_times[i] for i in indices])
 
     def _frame_played_at(self, t: float) -> Any:
         candidate = self._last
@@ -309,11 +363,14 @@ class PyAVDecoder:
         return chosen
 
     def all_frames(self) -> tuple[torch.Tensor, list[float]]:
+        frames: list[Any] = []
         try:
             self._seek(self.info.start)
-            frames = list(self._frames)
+            for frame in self._frames:
+                frames.append(frame)
         except Exception as error:
-            raise VideoDecodeError(self.name, clean_cause(error)) from None
+            where = f"after {self._time(frames[-1]):.3f} s" if frames else f"at {self.info.start:.3f} s"
+            raise VideoDecodeError(self.name, f"{where}: {clean_cause(error, mid_stream=True)}") from None
         finally:
             self._reset()
         frames.sort(key=self._time)
@@ -336,6 +393,7 @@ class FrameArrayDecoder:
     """Already-decoded frames at a known rate: frame ``i`` is on screen during ``[i/fps, (i+1)/fps)``."""
 
     backend = "frames"
+    exact_indices = True
 
     def __init__(self, source: VideoSource):
         self.name = source.name
@@ -357,6 +415,9 @@ class FrameArrayDecoder:
         indices = [min(last, max(0, int(t * fps + 1e-9))) for t in timestamps]
         return self._frames[indices], [i / fps for i in indices]
 
+    def frames_at_indices(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
+        return self._frames[indices], [i / self.info.fps for i in indices]
+
     def all_frames(self) -> tuple[torch.Tensor, list[float]]:
         return self._frames, [i / self.info.fps for i in range(self.info.num_frames)]
 
@@ -369,11 +430,12 @@ _ERRNO = re.compile(r"^\[Errno -?\d+\] ")
 _QUOTED_PATH = re.compile(r"(: |: Could not open input file: )?'?/\S*'?$")
 
 
-def clean_cause(error: BaseException) -> str:
+def clean_cause(error: BaseException, *, mid_stream: bool = False) -> str:
     """A one-line cause from a decoder exception.
 
     Drops what the reader cannot use: C++ source locations, errno numbers, the path repeated
-    (the error names the source already) and bug-report boilerplate.
+    (the error names the source already) and bug-report boilerplate. ``mid_stream``: the file opened
+    and decoded up to here, so FFmpeg's "invalid data" means damaged data, not an unreadable container.
     """
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     text = _ERRNO.sub("", _LOCATION.sub("", text)).strip()
@@ -382,9 +444,30 @@ def clean_cause(error: BaseException) -> str:
         # torchcodec puts the path first: "Could not open input file: /x.mp4 Invalid data ..."
         text = text.split(" ", 1)[1] if " " in text else text
     text = _QUOTED_PATH.sub("", text).strip(" :")
-    if text.lower().startswith("invalid data found when processing input"):
+    if "invalid data found when processing input" in text.lower():
+        if mid_stream:
+            return f"corrupt data in the video stream (FFmpeg: {text})"
         return "not a readable video container (corrupt, truncated, or not a video at all)"
     return text or type(error).__name__
+
+
+def container_end(source: VideoSource, near: float) -> float | None:
+    """End of the last frame as the container times it (its packet durations), read by demuxing the tail.
+
+    PyAV's exact scan computes the end this way; torchcodec derives it from decoded frame durations,
+    which FFmpeg sets from the nominal frame rate on some MP4 files. Reading the packets from the last
+    keyframe before ``near`` (no decoding) gives torchcodec the same end as PyAV. `None` if unreadable.
+    """
+    import av
+
+    try:
+        with av.open(source.path if source.path is not None else io.BytesIO(source.data)) as container:
+            stream = container.streams.video[0]
+            container.seek(int(near / stream.time_base), stream=stream, backward=True)
+            ends = [p.pts + (p.duration or 0) for p in container.demux(stream) if p.pts is not None]
+            return float(max(ends) * stream.time_base) if ends else None
+    except Exception:  # the end stays torchcodec's own: this only refines it
+        return None
 
 
 def _no_video_cause(container: Any) -> str:

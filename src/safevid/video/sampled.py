@@ -59,8 +59,10 @@ class SampledVideo:
         requested_frames (`int`): the count the sampling asked for.
         fallback (`str`, *optional*): ``"all_frames"`` when the source had fewer frames than
             requested and all of them were returned (never padded with duplicates);
-            ``"dropped_duplicates"`` when two timestamps fell on the same frame (variable frame
-            rate) and the repeat was dropped; ``None`` otherwise.
+            ``"frame_indices"`` when two timestamps fell on the same frame (variable frame rate)
+            and the frames were taken at evenly spaced frame indices instead; ``"dropped_duplicates"``
+            when that was not possible either (``seek_mode="approximate"``) and the repeat was
+            dropped; ``None`` otherwise.
         sampling (`VideoSampling`): the configuration used.
         source (`str`): printable name of the input.
     """

@@ -23,9 +23,12 @@ class VideoSampling:
 
     Frames are taken at uniformly spaced timestamps, the centres of ``n`` equal segments of the
     stream, found by seeking rather than by decoding the whole stream. ``n`` is `num_frames`, or
-    ``floor(duration * fps)`` in fps mode (at least 1), then capped by `max_frames`. A video with
-    fewer frames than ``n`` gives all its frames, never duplicates, and says so in the sampled
-    metadata (``fallback``); fewer than `min_frames` is an error.
+    ``floor(duration * fps)`` in fps mode (at least 1), then capped by `max_frames`. When two
+    centres fall on one long-lasting frame (variable frame rate) the ``n`` frames are taken at the
+    centres of ``n`` equal runs of frame indices instead, so a stream of at least ``n`` frames
+    always gives ``n`` distinct frames. A video with fewer frames than ``n`` gives all its frames,
+    never duplicates. Both say so in the sampled metadata (``fallback``); fewer than `min_frames`
+    is an error.
 
     Args:
         num_frames (`int`, *optional*):
@@ -155,6 +158,13 @@ def segment_centres(start: float, end: float, count: int) -> list[float]:
         raise ValueError(f"count must be positive, got {count}.")
     step = (end - start) / count
     return [start + (i + 0.5) * step for i in range(count)]
+
+
+def index_centres(num_frames: int, count: int) -> list[int]:
+    """`count` frame indices at the centres of equal runs of ``range(num_frames)``: distinct when count <= num_frames."""
+    if not 1 <= count <= num_frames:
+        raise ValueError(f"count must be in 1..{num_frames}, got {count}.")
+    return [math.floor((i + 0.5) * num_frames / count) for i in range(count)]
 
 
 def target_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:

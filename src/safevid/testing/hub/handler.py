@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from safevid.testing.hub.errors import HubError
 from safevid.testing.hub.protocol import Response
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hang up mid-download on purpose (a ranged read that got enough): not worth a traceback.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            logger.debug("LoopbackHub: client %s hung up", client_address)
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            logger.debug("LoopbackHub: client %s hung up or stalled", client_address)
         else:
             logger.exception("LoopbackHub: error while handling a request from %s", client_address)
 
@@ -36,12 +37,15 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     """Parses requests, dispatches them to the hub's `HubApi` and writes the answers.
 
-    Subclassed per server with the `hub` attribute set (`type("_BoundHandler", (Handler,), {"hub": hub})`).
+    Subclassed per server with the `hub`, `timeout` (seconds a socket read or write may stall, so a slow
+    client cannot hold a thread forever) and `max_body_bytes` attributes set.
     """
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the clients' connection pools expect
     server_version = "LoopbackHub/1.0"
     hub: LoopbackHub
+    timeout: float
+    max_body_bytes: int
 
     def _dispatch(self) -> None:
         method = self.command
@@ -63,17 +67,28 @@ class Handler(BaseHTTPRequestHandler):
     # -- request body ------------------------------------------------------------------------------------
 
     def _body_chunks(self) -> Iterator[bytes]:
+        """The body, refused with a 413 (and the connection closed) past `max_body_bytes`."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            total = 0
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size = int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16)
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return
+                total += size
+                self._check_body_size(total)
                 yield from self._read(size, "mid-chunk")
-                self.rfile.readline()  # CRLF after the chunk
+                self.rfile.readline(64)  # CRLF after the chunk
         else:
-            yield from self._read(int(self.headers.get("Content-Length") or 0), "mid-body")
+            length = int(self.headers.get("Content-Length") or 0)
+            self._check_body_size(length)
+            yield from self._read(length, "mid-body")
+
+    def _check_body_size(self, size: int) -> None:
+        if size > self.max_body_bytes:
+            self.close_connection = True  # the rest of the body is never read: the connection is out of sync
+            raise HubError(413, f"Request body over the loopback Hub's limit of {self.max_body_bytes} bytes")
 
     def _read(self, remaining: int, where: str) -> Iterator[bytes]:
         while remaining:
@@ -88,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             for _ in chunks:
                 pass
-        except (ConnectionError, ValueError):
+        except (ConnectionError, ValueError, HubError):
             self.close_connection = True
 
     # -- response ----------------------------------------------------------------------------------------

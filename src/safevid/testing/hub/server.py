@@ -46,6 +46,12 @@ class LoopbackHub:
         tree_page_size (`int`, *optional*, defaults to `1000`):
             Entries per page of a tree listing (the Hub uses 1000, 50 with `expand`); lower it to exercise
             the client's pagination.
+        request_timeout_s (`float`, *optional*, defaults to `60`):
+            Seconds a socket read or write may stall before the connection is closed, so a slow or silent
+            client cannot hold a server thread forever.
+        max_body_bytes (`int`, *optional*, defaults to `5_000_000_000`):
+            Largest request body accepted (the Hub's limit for a single-part LFS upload); a larger one is
+            answered 413 without being read.
 
     Example:
 
@@ -67,6 +73,8 @@ class LoopbackHub:
         port: int = 0,
         user: str = "loopback-user",
         tree_page_size: int = 1000,
+        request_timeout_s: float = 60.0,
+        max_body_bytes: int = 5_000_000_000,
     ):
         self._tmp_root = None if root is not None else tempfile.TemporaryDirectory(prefix="loopback-hub-")
         self.root = Path(root if root is not None else self._tmp_root.name)  # type: ignore[union-attr]
@@ -74,6 +82,8 @@ class LoopbackHub:
         self.host = host
         self.user = user
         self.tree_page_size = tree_page_size
+        self.request_timeout_s = request_timeout_s
+        self.max_body_bytes = max_body_bytes
         self.unhandled_requests: list[str] = []
         """`"METHOD /path"` of every request no route matched, in order."""
         self.request_log: collections.deque[str] = collections.deque(maxlen=10_000)
@@ -91,7 +101,8 @@ class LoopbackHub:
         """Bind the port and serve in a background thread; returns `self`."""
         if self._server is not None:
             return self
-        handler = type("_BoundHandler", (Handler,), {"hub": self})
+        limits = {"timeout": self.request_timeout_s, "max_body_bytes": self.max_body_bytes}
+        handler = type("_BoundHandler", (Handler,), {"hub": self, **limits})
         self._server = Server((self.host, self._port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-hub", daemon=True)
         self._thread.start()

@@ -5,6 +5,10 @@
 <root>/repos/<type>s/<org>/<name>/repo.json   repo metadata and refs (branch -> commit sha)
 <root>/repos/<type>s/<org>/<name>/commits/<sha>.json   one commit: parents, message and the full file manifest
 ```
+
+Every path is built from checked names only — a blob's key must be 64 hex digits, an organisation or repo
+name a Hub name (no ``/``, no ``..``) — and checked to lie inside the root, so no request can make the
+server read, write or delete a file elsewhere.
 """
 
 from __future__ import annotations
@@ -67,6 +71,27 @@ def check_repo_path(path: str) -> str:
     return path
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_sha256(sha256: str) -> str:
+    """`sha256` if it is 64 lowercase hex digits (a blob key); a 400 `HubError` otherwise."""
+    if not _SHA256.fullmatch(sha256):
+        raise HubError(400, f"Invalid LFS object id {sha256!r}: expected 64 hex digits (a SHA-256)")
+    return sha256
+
+
+def check_repo_id(repo_id: str) -> str:
+    """`repo_id` if it is `<org>/<name>` with two Hub names; a 400 `HubError` otherwise."""
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_NAME.fullmatch(part) and ".." not in part for part in parts):
+        raise HubError(
+            400, f"Invalid repo id {repo_id!r}: expected <organization>/<name>, letters, digits, ._-"
+        )
+    return repo_id
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -87,6 +112,7 @@ class HubStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
+        self._real_root = self.root.resolve()
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         (self.root / "repos").mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -95,7 +121,14 @@ class HubStore:
     # -- blobs -------------------------------------------------------------------------------------------
 
     def blob_path(self, sha256: str) -> Path:
-        return self.root / "blobs" / sha256[:2] / sha256
+        check_sha256(sha256)
+        return self._inside(self.root / "blobs" / sha256[:2] / sha256)
+
+    def _inside(self, path: Path) -> Path:
+        """`path`, checked to resolve inside the root (a 400 `HubError` otherwise: never served or written)."""
+        if not path.resolve().is_relative_to(self._real_root):
+            raise HubError(400, f"Path outside the Hub's storage: {path}")
+        return path
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
         path = self.blob_path(sha256)
@@ -142,7 +175,7 @@ class HubStore:
     # -- repos -------------------------------------------------------------------------------------------
 
     def _repo_dir(self, repo_type: str, repo_id: str) -> Path:
-        return self.root / "repos" / f"{repo_type}s" / repo_id
+        return self._inside(self.root / "repos" / f"{repo_type}s" / check_repo_id(repo_id))
 
     def _save_meta(self, repo_type: str, repo_id: str, meta: dict[str, Any]) -> None:
         _write_json_atomic(self._repo_dir(repo_type, repo_id) / "repo.json", meta)
