@@ -68,8 +68,8 @@ def _backend(server: FaultInjectingServer, tmp_path, **overrides):
 def test_two_servers_serving_one_model_name_do_not_share_cached_answers(tmp_path):
     # A base and an aligned model served under the same name, behind one shared response cache.
     with (
-        LoopbackServer(latency_only=True, reply="base answer", model_name="model") as base,
-        LoopbackServer(latency_only=True, reply="aligned answer", model_name="model") as aligned,
+        FaultInjectingServer(latency_only=True, reply="base answer", model_name="model") as base,
+        FaultInjectingServer(latency_only=True, reply="aligned answer", model_name="model") as aligned,
     ):
         first = _backend(base, tmp_path).generate(_requests(2), progress=False)
         second = _backend(aligned, tmp_path).generate(_requests(2), progress=False)
