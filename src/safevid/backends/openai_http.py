@@ -155,8 +155,13 @@ class OpenAIBackend(Backend):
             if c.structured_outputs != "auto":
                 self.server = dialects.ServerIdentity("the server", c.structured_outputs)
             else:
+                documents = await self._server_documents(transport)
+                if not any(document is not _UNREACHABLE for document in documents.values()):
+                    # Nothing answers: the requests themselves fail, each an error result with its cause
+                    # (a judge's undetermined verdicts), and the next batch tries to identify it again.
+                    return
                 try:
-                    self.server = await self._identify(transport)
+                    self.server = dialects.identify(self.base_url, _answered(documents))
                 except dialects.StructuredOutputsNotHonouredError:
                     if specs:
                         raise
@@ -172,25 +177,28 @@ class OpenAIBackend(Backend):
             dialects.check_probe(self.server, self.base_url, probe, await sender.send(probe))
             self._probed.add(kind)
 
-    async def _identify(self, transport: Any) -> dialects.ServerIdentity:
-        """Ask the server what it is (`dialects.identify`): three GETs, once per backend."""
+    async def _server_documents(self, transport: Any) -> dict[str, Any]:
+        """What the server says about itself (`dialects.identify` reads it): three GETs, once per backend."""
         root = dialects.root_url(self.base_url)
         urls = {
             "/v1/models": self.base_url + "/models",
             "/version": root + "/version",
             "/info": root + "/info",
         }
-        documents = {path: await self._get_json(transport, url) for path, url in urls.items()}
-        return dialects.identify(self.base_url, documents)
+        return {path: await self._get_json(transport, url) for path, url in urls.items()}
 
-    async def _get_json(self, transport: Any, url: str) -> dict[str, Any] | None:
-        """The JSON object at ``url``, or `None` where there is none (404, not JSON, no answer)."""
+    async def _get_json(self, transport: Any, url: str) -> Any:
+        """The JSON object at ``url``; `None` where there is none (404, not JSON); `_UNREACHABLE` where
+        nothing answered."""
         from safevid.backends.transport import TransportError
 
         try:
             response = await asyncio.wait_for(transport.get(url), self.config.timeout_s)
+        except (TransportError, asyncio.TimeoutError):
+            return _UNREACHABLE
+        try:
             document = json.loads(response.content) if response.status_code == 200 else None
-        except (TransportError, asyncio.TimeoutError, ValueError):
+        except ValueError:
             return None
         return document if isinstance(document, dict) else None
 
@@ -212,7 +220,10 @@ class OpenAIBackend(Backend):
         if s.top_logprobs is not None:
             body["logprobs"] = True
             body["top_logprobs"] = s.top_logprobs
-        if request.structured is not None and c.structured_outputs != "none":
+        # An `auto` server that did not answer identification gets no constraint: the answer is still
+        # parse-and-validated, so nothing unconstrained passes as constrained.
+        dialect_known = c.structured_outputs != "auto" or self.server is not None
+        if request.structured is not None and c.structured_outputs != "none" and dialect_known:
             body.update(dialects.constraint_fields(self.dialect, request.structured))
         if self.server is not None:
             dialects.adapt_sampling(self.server.dialect, body)
@@ -397,3 +408,10 @@ def _parse_completion(request: ChatRequest, content: bytes, attempts: int) -> Ch
 
 def _excerpt(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+_UNREACHABLE = object()  # `_get_json`'s "nothing answered", unlike `None`: "answered, but no document"
+
+
+def _answered(documents: dict[str, Any]) -> dict[str, Any]:
+    return {path: None if doc is _UNREACHABLE else doc for path, doc in documents.items()}
