@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,14 @@ class EvalConfig:
         batch_size: Items per generate/judge batch (and per append to the JSONL files).
         baseline_run: Another run folder (e.g. the base model) to plot side by side with this one.
         taxonomy: A taxonomy YAML; the packaged one by default.
+        protocol: ``safevid`` (SafeVidBench's judge and metrics) or ``video-safetybench`` (an outside benchmark
+            judged with Video-SafetyBench's RJScore protocol: `safevid.evaluation.outside`).
+        protocol_files: Video-SafetyBench's evaluation task folder (judge prompt, scenario policies, model
+            prompt, threshold), read at run time; needed by ``video-safetybench``.
+        column_map: safevid field → the outside benchmark's column (``field=column,...``, a YAML file or a
+            mapping; `safevid.evaluation.outside.COLUMNS`).
+        policies: A JSON/YAML file of scenario → policy text replacing the protocol files' own (a mapped
+            benchmark's taxonomy).
     """
 
     benchmark: str = field(
@@ -113,8 +121,26 @@ class EvalConfig:
     batch_size: int = field(default=16, metadata={"help": "Items per batch and per append."})
     baseline_run: str | None = field(default=None, metadata={"help": "A run folder to compare against."})
     taxonomy: str | None = field(default=None, metadata={"help": "Taxonomy YAML."})
+    protocol: Literal["safevid", "video-safetybench"] = field(
+        default="safevid", metadata={"help": "safevid | video-safetybench"}
+    )
+    protocol_files: str | None = field(
+        default=None, metadata={"help": "Video-SafetyBench's evaluation task folder (video-safetybench)."}
+    )
+    column_map: str | dict[str, str] | None = field(
+        default=None, metadata={"help": "field=column,... or a YAML file: an outside benchmark's columns."}
+    )
+    policies: str | None = field(
+        default=None, metadata={"help": "Scenario → policy file (mapped benchmark)."}
+    )
 
     def __post_init__(self) -> None:
+        if self.protocol not in ("safevid", "video-safetybench"):
+            raise ValueError(f"protocol must be safevid or video-safetybench, got {self.protocol!r}")
+        if self.column_map is not None:
+            from safevid.evaluation.outside import parse_column_map
+
+            parse_column_map(self.column_map)  # a bad map fails now, not after loading the benchmark
         if not self.model or "model" not in self.model:
             raise ValueError("EvalConfig.model needs at least `model` (and `kind`): the video LMM under test")
         if self.judge_style not in ("choice", "text"):
@@ -150,7 +176,12 @@ class EvalConfig:
         model = {
             k: v for k, v in self.model.items() if k in ("kind", "model", "revision", "dtype", "video_input")
         }
-        return {"model": model, "generation": self.generation, "sampling": self.sampling}
+        identity = {"model": model, "generation": self.generation, "sampling": self.sampling}
+        if (
+            self.protocol != "safevid"
+        ):  # its model prompt differs (runs of the safevid protocol keep their key)
+            identity["protocol"] = self.protocol
+        return identity
 
     def judge_identity(self) -> dict[str, Any] | None:
         if self.judge is None:
@@ -158,6 +189,9 @@ class EvalConfig:
         judge = {
             k: v for k, v in self.judge.items() if k in ("kind", "model", "revision", "structured_outputs")
         }
+        if self.protocol != "safevid":
+            files = {"protocol_files": self.protocol_files, "policies": self.policies}
+            return {"judge": judge, "protocol": self.protocol, **files}
         return {
             "judge": judge,
             "style": self.judge_style,
@@ -487,6 +521,10 @@ def evaluate_run(
     Returns:
         The metrics (also in ``metrics.json``), or only the generation counts when there is no judge.
     """
+    if config.protocol == "video-safetybench":
+        from safevid.evaluation.outside import evaluate_outside
+
+        return evaluate_outside(config, model_backend=model_backend, judge_backend=judge_backend)
     out = Path(config.output_dir)
     _check_run(config, out)
     dataset = load_benchmark(config)
