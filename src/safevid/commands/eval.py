@@ -158,6 +158,14 @@ def run(args: argparse.Namespace) -> int:
     from safevid.log import configure_logging
 
     configure_logging()
+    if args.protocol == "video-safetybench" and (
+        args.threshold is not None or args.model_card or args.report_only
+    ):
+        print(
+            "safevid eval: error: --protocol video-safetybench takes its threshold from --protocol-files and "
+            "writes report.md itself; --threshold, --model-card and --report-only are the safevid protocol's"
+        )
+        return 2
     if args.report_only:
         from safevid.evaluation.report import write_report
 

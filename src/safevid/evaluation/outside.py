@@ -238,7 +238,10 @@ def judge_rows(config: Any, judge: Any, rows: dict[str, dict[str, Any]]) -> int:
     out = Path(config.output_dir)
     path = out / harness.JUDGEMENTS
     done = {row["id"] for row in harness.read_jsonl(path, repair=True)}
-    answers = [a for a in harness.read_jsonl(out / harness.ANSWERS) if a["id"] not in done]
+    # Answers of items outside this run's rows (an earlier, larger --limit) wait for a run that loads them.
+    answers = [
+        a for a in harness.read_jsonl(out / harness.ANSWERS) if a["id"] not in done and a["id"] in rows
+    ]
     info = judge.describe()
     kill = harness._KillHook()
     for batch in harness._chunks(iter(answers), config.batch_size):
