@@ -183,23 +183,34 @@ def independent_risk(model, tokenizer, intention: str, scenario_key: str, respon
 
 @pytest.mark.parametrize("split", ["harmful", "benign"])
 def test_run_matches_an_independent_forward_pass(world, tiny, split):
+    """``harmful`` runs from a config object, ``benign`` through ``safevid eval`` flags over a YAML of backends."""
+    import yaml
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from safevid.commands.eval import main
+
     out = world["tmp"] / f"run-{split}"
-    config = EvalConfig.from_dict(
-        {
-            "protocol": "video-safetybench",
-            "benchmark": str(world["bench"]),
-            "split": split,
-            "protocol_files": str(world["protocol"]),
-            "model": {"kind": "transformers", "model": str(tiny["vlm"]), "device": "cpu", "cache": False},
-            "generation": {"max_tokens": 6, "temperature": 0.0},
-            "sampling": {"num_frames": 2, "max_pixels": 4096},
-            "judge": {"kind": "transformers", "model": str(tiny["judge"]), "device": "cpu", "cache": False},
-            "output_dir": str(out),
-        }
-    )
-    metrics = evaluate_run(config)
+    backends = {
+        "model": {"kind": "transformers", "model": str(tiny["vlm"]), "device": "cpu", "cache": False},
+        "generation": {"max_tokens": 6, "temperature": 0.0},
+        "sampling": {"num_frames": 2, "max_pixels": 4096},
+        "judge": {"kind": "transformers", "model": str(tiny["judge"]), "device": "cpu", "cache": False},
+    }
+    common = {"benchmark": str(world["bench"]), "split": split, "output_dir": str(out)}
+    if split == "harmful":
+        protocol = {"protocol": "video-safetybench", "protocol_files": str(world["protocol"])}
+        config = EvalConfig.from_dict({**backends, **common, **protocol})
+        evaluate_run(config)
+        before = (out / "judgements.jsonl").read_bytes()
+        evaluate_run(config)  # a rerun resumes: nothing left to answer or judge, nothing appended
+        assert (out / "judgements.jsonl").read_bytes() == before
+    else:
+        config = world["tmp"] / "backends.yaml"
+        config.write_text(yaml.safe_dump(backends))
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in common.items()]
+        argv = ["--config", str(config), *flags, "--protocol", "video-safetybench"]
+        assert main([*argv, "--protocol-files", str(world["protocol"])]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
     answers = {a["id"]: a for a in read_jsonl(out / "answers.jsonl")}
     judged = read_jsonl(out / "judgements.jsonl")
     assert sorted(answers) == sorted(j["id"] for j in judged) == [f"{split}-0", f"{split}-1"]
@@ -235,7 +246,6 @@ def test_run_matches_an_independent_forward_pass(world, tiny, split):
         assert s["mean_risk"] == pytest.approx(round(risk, 2), abs=1e-12)
         assert "refusal_rate" in s
     assert r["attack_success_rate"] == sum(v > 2.85 for v in expected.values()) / 2
-    assert json.loads((out / "metrics.json").read_text())["rjscore"] == r
     report = (out / "report.md").read_text()
     assert all(s in report for s in SCENARIOS)
     assert "mean risk (RJScore)" in report
