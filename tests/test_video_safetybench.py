@@ -353,7 +353,7 @@ def test_any_benchmark_by_column_map(world, tmp_path):
     yaml_map.write_text("\n".join(f"{k}: {v}" for k, v in (p.split("=") for p in spec.split(","))) + "\n")
     assert parse_column_map(spec) == parse_column_map(str(yaml_map))
 
-    [row] = load_outside_benchmark(str(folder), "test", files, column_map=parse_column_map(spec))
+    [row], references = load_outside_benchmark(str(folder), "test", files, column_map=parse_column_map(spec))
     assert (row["id"], row["scenario"], row["policy_scenario"], row["harmful_intention"]) == (
         "7",
         "Secrets",
@@ -361,7 +361,7 @@ def test_any_benchmark_by_column_map(world, tmp_path):
         "Stand-in intent.",
     )
     assert row["prompt"] == f"{PRE}Stand-in query?{POST}"
-    assert Path(row["video"]).read_bytes() == (folder / "clips" / "a.mp4").read_bytes()
+    assert references.resolve(row["video"], row_name="x") == folder / "clips" / "a.mp4"
 
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['question'\].*--column-map prompt=<column>"):
         load_outside_benchmark(
@@ -389,3 +389,26 @@ def test_video_cells_may_not_leave_the_benchmark_folder(world, tmp_path):
     ).to_parquet(folder / "test.parquet")  # fmt: skip
     with pytest.raises(ValueError, match=r"id=x.*leads out of"):
         load_outside_benchmark(str(folder), "test", load_protocol_files(world["protocol"]))
+
+
+def test_safevid_protocol_cells_resolve_inside_the_benchmark_folder(tmp_path):
+    """SafeVidBench's own run: relative cells inside its folder; absolute ones only under an allowed folder."""
+    from safevid.evaluation.harness import benchmark_references
+    from safevid.video.references import VideoReferenceError
+
+    bench, elsewhere = tmp_path / "bench", tmp_path / "elsewhere"
+    for folder in (bench / "clips", elsewhere):
+        folder.mkdir(parents=True)
+    (bench / "clips" / "a.mp4").write_bytes(b"stand-in")
+    (elsewhere / "b.mp4").write_bytes(b"stand-in")
+    model = {"kind": "openai", "model": "m"}
+    refs = benchmark_references(EvalConfig(benchmark=str(bench), model=model))
+    assert refs.resolve("clips/a.mp4", row_name="id=a") == bench / "clips" / "a.mp4"
+    for cell in (str(elsewhere / "b.mp4"), "../elsewhere/b.mp4"):
+        with pytest.raises(VideoReferenceError, match="id=b"):
+            refs.resolve(cell, row_name="id=b")
+    allowed = EvalConfig(benchmark=str(bench), model=model, allowed_local_media_path=[str(elsewhere)])
+    assert (
+        benchmark_references(allowed).resolve(str(elsewhere / "b.mp4"), row_name="id=b").read_bytes()
+        == b"stand-in"
+    )

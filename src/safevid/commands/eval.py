@@ -80,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scenario, subcategory, query_style) or a YAML file of them.",
     )
     parser.add_argument(
+        "--allowed-local-media-path",
+        action="append",
+        metavar="FOLDER",
+        help="A folder absolute video cells of the benchmark may name (repeatable; none by default).",
+    )
+    parser.add_argument(
         "--policies", metavar="FILE", help="Scenario → policy text (JSON/YAML) of a mapped benchmark."
     )
     parser.add_argument(
@@ -113,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "protocol_files": args.protocol_files,
         "column_map": args.column_map,
         "policies": args.policies,
+        "allowed_local_media_path": args.allowed_local_media_path,
     }
     data.update({k: v for k, v in top.items() if v is not None})
     if args.no_helpfulness:

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EvalConfig",
     "RunChangedError",
+    "benchmark_references",
     "evaluate_run",
     "generate_answers",
     "judge_answers",
@@ -90,6 +91,8 @@ class EvalConfig:
             mapping; `safevid.evaluation.outside.COLUMNS`).
         policies: A JSON/YAML file of scenario → policy text replacing the protocol files' own (a mapped
             benchmark's taxonomy).
+        allowed_local_media_path: Folders under which a benchmark's video cell may be an absolute path (or climb
+            out of the benchmark's folder with ``..``); none by default, so a benchmark reads only its own files.
     """
 
     benchmark: str = field(
@@ -132,6 +135,9 @@ class EvalConfig:
     )
     policies: str | None = field(
         default=None, metadata={"help": "Scenario → policy file (mapped benchmark)."}
+    )
+    allowed_local_media_path: list[str] = field(
+        default_factory=list, metadata={"help": "Folders absolute video cells may name (none by default)."}
     )
 
     def __post_init__(self) -> None:
@@ -296,6 +302,19 @@ def load_benchmark(config: EvalConfig) -> Any:
     return dataset
 
 
+def benchmark_references(config: EvalConfig) -> Any:
+    """How the benchmark's video cells resolve: relative paths inside its folder (a local copy) or its Hub
+    repository, absolute ones and ``..`` only under ``config.allowed_local_media_path``."""
+    from safevid.video.references import VideoReferences
+
+    local = Path(config.benchmark).expanduser()
+    return VideoReferences(
+        dataset_dir=str(local) if local.exists() else None,
+        hub_dataset=None if local.exists() else config.benchmark,
+        allowed_local_media_path=tuple(config.allowed_local_media_path),
+    )
+
+
 def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for row in rows:
@@ -308,17 +327,23 @@ def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def generate_answers(
-    config: EvalConfig, dataset: Any, *, backend: Any = None, progress: bool = False
+    config: EvalConfig, dataset: Any, *, backend: Any = None, progress: bool = False, references: Any = None
 ) -> dict[str, int]:
-    """Answer every benchmark item not answered yet; returns counts (done before, new, failed)."""
+    """Answer every benchmark item not answered yet; returns counts (done before, new, failed).
+
+    Each row's video cell is resolved by ``references`` (a `safevid.video.references.VideoReferences`; default
+    `benchmark_references`): a cell it refuses or cannot find fails that item, named in the failures file.
+    """
     from safevid.backends import ChatRequest, SamplingParams, make_backend, text_part, video_part
     from safevid.video import VideoDecodeError, sample_video
+    from safevid.video.references import VideoReferenceError
 
     out = Path(config.output_dir)
     answers_path = out / ANSWERS
     done = {row["id"] for row in read_jsonl(answers_path, repair=True)}
     pending = (row for row in dataset if row["id"] not in done)
     backend = backend or make_backend(config.model)
+    references = references or benchmark_references(config)
     params = SamplingParams(**config.generation)
     kill = _KillHook()
     counts = {"already_answered": len(done), "answered": 0, "failed": 0}
@@ -329,8 +354,8 @@ def generate_answers(
         for row in batch:
             sampling = _row_sampling(row).overridden(config.sampling or {})
             try:
-                sampled = sample_video(row["video"], sampling)
-            except VideoDecodeError as e:
+                sampled = sample_video(references.resolve(row["video"], row_name=f"id={row['id']}"), sampling)
+            except (VideoDecodeError, VideoReferenceError) as e:
                 failures.append({"id": row["id"], "error": f"video: {e}"})
                 continue
             content = [video_part(sampled), text_part(row["prompt"])]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ COLUMNS: dict[str, str | None] = {
 """safevid's field → the benchmark's column (Video-SafetyBench's names by default)."""
 
 _OPTIONAL = ("subcategory", "query_style")
+ARCHIVE = "video.tar.gz"  # Video-SafetyBench's videos, as published
 
 
 def parse_column_map(spec: str | dict[str, str] | None) -> dict[str, str]:
@@ -89,14 +91,15 @@ def _cell_path(cell: Any) -> str:
     return str(cell.get("path") if isinstance(cell, dict) else cell)
 
 
-def _video_source(cell: Any, root: Path, item_id: str) -> Any:
-    """The one place a benchmark's video cell becomes what `safevid.video.sample_video` reads."""
-    if isinstance(cell, dict) and cell.get("bytes"):
-        return cell
-    relative = Path(_cell_path(cell))
-    if relative.is_absolute() or ".." in relative.parts:
-        raise ValueError(f"id={item_id}: video {str(relative)!r} leads out of the benchmark folder {root}")
-    return str(root / relative)
+def outside_references(root: Path, allowed_local_media_path: Sequence[str] = ()) -> Any:
+    """How an outside benchmark's video cells resolve: inside its folder, or inside its published archive
+    (``video.tar.gz``, extracted once into safevid's cache) when the folder holds the archive only."""
+    from safevid.video.references import VideoReferences
+
+    archive = ARCHIVE if (root / ARCHIVE).is_file() and not (root / "video").is_dir() else None
+    return VideoReferences(
+        dataset_dir=str(root), archive=archive, allowed_local_media_path=tuple(allowed_local_media_path)
+    )
 
 
 def _benchmark_root(location: str) -> Path:
@@ -116,7 +119,8 @@ def load_outside_benchmark(
     *,
     column_map: dict[str, str] | None = None,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
+    allowed_local_media_path: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], Any]:
     """One split of an outside benchmark as rows for the harness (`harness.generate_answers`) and the judge.
 
     Args:
@@ -125,13 +129,16 @@ def load_outside_benchmark(
         files: The protocol's `ProtocolFiles`: the model prompt around each question, the scenario policies.
         column_map: safevid field → the benchmark's column, over `COLUMNS`.
         limit: Only the first ``limit`` rows.
+        allowed_local_media_path: Folders absolute video cells may name.
 
     Returns:
-        Rows with ``id, video, question, prompt`` (the model prompt), ``harmful_intention, scenario,
-        policy_scenario, subcategory, query_style, description`` (``None``: outside benchmarks have none).
+        The rows, with ``id, video`` (the cell as written), ``question, prompt`` (the model prompt),
+        ``harmful_intention, scenario, policy_scenario, subcategory, query_style, description`` (``None``: outside
+        benchmarks have none); and the `VideoReferences` that resolve their video cells.
 
     Raises:
-        ValueError: a mapped column is missing, ids repeat, or a scenario has no policy; names the fix.
+        ValueError: a mapped column is missing, ids repeat, a scenario has no policy, or video cells do not
+            resolve (every such row listed with its cause); names the fix.
     """
     from datasets import Video, load_dataset
 
@@ -152,11 +159,16 @@ def load_outside_benchmark(
         dataset = dataset.cast_column(video_column, Video(decode=False))
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
-    rows = []
+    references = outside_references(root, allowed_local_media_path)
+    rows, unresolved = [], []
     for record in dataset:
         item_id = str(record[columns["id"]])
-        video = _video_source(record[video_column], root, item_id)
         cell = record[video_column]
+        try:  # every cell checked before any answer is generated
+            references.resolve(cell, row_name=f"id={item_id}")
+        except ValueError as e:
+            unresolved.append(str(e))
+            continue
         scenario = str(record[columns["scenario"]]) if mapped_scenario else scenario_of(_cell_path(cell))
         key = policy_key(scenario, mapped_scenario)
         files.policy(key)  # every scenario has a policy, checked before any answer is generated
@@ -164,7 +176,7 @@ def load_outside_benchmark(
         rows.append(
             {
                 "id": item_id,
-                "video": video,
+                "video": cell,
                 "question": question,
                 "prompt": files.model_prompt(question),
                 "harmful_intention": str(record[columns["harmful_intention"]]),
@@ -175,12 +187,17 @@ def load_outside_benchmark(
                 "description": None,
             }
         )
+    if unresolved:
+        raise ValueError(
+            f"{location} ({split}): {len(unresolved)} video cell(s) do not resolve:\n  "
+            + "\n  ".join(unresolved)
+        )
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids):
         raise ValueError(
             f"{location} ({split}) has duplicate ids in column {columns['id']!r}: a run resumes by id"
         )
-    return rows
+    return rows, references
 
 
 def _optional(record: dict[str, Any], column: str | None) -> str | None:
@@ -207,15 +224,16 @@ def evaluate_outside(config: Any, *, model_backend: Any = None, judge_backend: A
             "(FlagEvalMM's tasks/video_safety_bench) holding its judge prompt and scenario policies"
         )
     files = load_protocol_files(config.protocol_files, policies=config.policies)
-    rows = load_outside_benchmark(
+    rows, references = load_outside_benchmark(
         config.benchmark,
         config.split,
         files,
         column_map=parse_column_map(config.column_map),
         limit=config.limit,
+        allowed_local_media_path=config.allowed_local_media_path,
     )
     harness._check_run(config, out)
-    counts = harness.generate_answers(config, rows, backend=model_backend)
+    counts = harness.generate_answers(config, rows, backend=model_backend, references=references)
     logger.info("generation: %s", counts)
     if config.judge is None and judge_backend is None:
         return {"generation": counts}
