@@ -412,3 +412,40 @@ def test_safevid_protocol_cells_resolve_inside_the_benchmark_folder(tmp_path):
         benchmark_references(allowed).resolve(str(elsewhere / "b.mp4"), row_name="id=b").read_bytes()
         == b"stand-in"
     )
+
+
+def test_hub_snapshot_with_its_archive(world, loopback_hub):
+    """A Hub dataset id loads through its snapshot, and the videos come out of the published archive."""
+    from huggingface_hub import HfApi
+
+    repo_id = loopback_hub.unique_repo_id("video-safetybench")
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset")
+    api.upload_folder(folder_path=world["bench"], repo_id=repo_id, repo_type="dataset")
+    files = load_protocol_files(world["protocol"])
+    rows, references = load_outside_benchmark(repo_id, "benign", files)
+    assert [(r["id"], r["scenario"]) for r in rows] == [("benign-0", SCENARIOS[0]), ("benign-1", SCENARIOS[1])]
+    with tarfile.open(world["bench"] / "video.tar.gz") as tar:
+        published = tar.extractfile(f"video/{SCENARIOS[1]}/clip1.mp4").read()
+    assert references.resolve(rows[1]["video"], row_name="benign-1").read_bytes() == published
+
+
+def test_transformers_backend_scores_next_token_candidates(tiny):
+    """`next_token_logprobs` is the full log-softmax at the answer position; multi-token candidates are refused."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from safevid.backends import ChatRequest, make_backend
+
+    backend = make_backend(kind="transformers", model=str(tiny["judge"]), device="cpu", cache=False)
+    messages = [{"role": "user", "content": "Rate it."}]
+    got = backend.next_token_logprobs(ChatRequest(messages), ["1", "5", "a"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny["judge"])
+    model = AutoModelForCausalLM.from_pretrained(tiny["judge"]).eval()
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    with torch.no_grad():
+        full = model(**tokenizer([text], return_tensors="pt")).logits[0, -1].double().log_softmax(-1)
+    ids = [tokenizer.encode(s, add_special_tokens=False)[0] for s in ("1", "5", "a")]
+    assert got == pytest.approx(full[ids].tolist(), abs=1e-5)
+    with pytest.raises(ValueError, match="not one"):
+        backend.next_token_logprobs(ChatRequest(messages), ["12345"])

@@ -15,6 +15,8 @@ them, not from temperature-warped or masked scores: each is the model's log-prob
 whole vocabulary, not renormalised over the allowed tokens. At a constrained step the listed
 alternatives are the allowed tokens only (best first, at most ``top_logprobs`` of them), so a choice
 over ``"1"``..``"5"`` lists the five digits at position 0 for the judge's expected score.
+`next_token_logprobs` scores next-token candidates from the full softmax at the answer position, without
+generating (Video-SafetyBench's RJScore judge needs the exact distribution over "1".."5").
 ``trust_remote_code`` stays off unless the config turns it on.
 """
 
