@@ -424,7 +424,10 @@ def test_hub_snapshot_with_its_archive(world, loopback_hub):
     api.upload_folder(folder_path=world["bench"], repo_id=repo_id, repo_type="dataset")
     files = load_protocol_files(world["protocol"])
     rows, references = load_outside_benchmark(repo_id, "benign", files)
-    assert [(r["id"], r["scenario"]) for r in rows] == [("benign-0", SCENARIOS[0]), ("benign-1", SCENARIOS[1])]
+    assert [(r["id"], r["scenario"]) for r in rows] == [
+        ("benign-0", SCENARIOS[0]),
+        ("benign-1", SCENARIOS[1]),
+    ]
     with tarfile.open(world["bench"] / "video.tar.gz") as tar:
         published = tar.extractfile(f"video/{SCENARIOS[1]}/clip1.mp4").read()
     assert references.resolve(rows[1]["video"], row_name="benign-1").read_bytes() == published
