@@ -370,6 +370,10 @@ def test_any_benchmark_by_column_map(world, tmp_path):
             files,
             column_map=parse_column_map("id=uid,video=clip,harmful_intention=intent,scenario=topic"),
         )
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['kind'\]"):
+        load_outside_benchmark(
+            str(folder), "test", files, column_map=parse_column_map(f"{spec},query_style=kind")
+        )
     with pytest.raises(ValueError, match="unknown field"):
         parse_column_map("question=query")
     with pytest.raises(ValueError, match="No policy for scenario 'Secrets'"):
@@ -452,3 +456,11 @@ def test_transformers_backend_scores_next_token_candidates(tiny):
     assert got == pytest.approx(full[ids].tolist(), abs=1e-5)
     with pytest.raises(ValueError, match="not one"):
         backend.next_token_logprobs(ChatRequest(messages), ["12345"])
+
+
+def test_safevid_protocol_flags_are_refused_under_video_safetybench(world, capsys):
+    from safevid.commands.eval import main
+
+    argv = ["--protocol", "video-safetybench", "--protocol-files", str(world["protocol"]), "--model", "m"]
+    assert main([*argv, "--threshold", "3.0"]) == 2
+    assert "takes its threshold from --protocol-files" in capsys.readouterr().out

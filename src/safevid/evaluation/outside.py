@@ -82,7 +82,7 @@ def scenario_of(video_path: str) -> str:
     return parts[1]
 
 
-def policy_key(scenario: str, mapped: bool) -> str:
+def _policy_key(scenario: str, mapped: bool) -> str:
     """The key of a scenario in the policies: ``1_Violent_Crimes`` → ``Violent_Crimes`` as the authors do."""
     return scenario if mapped else scenario.split("_", 1)[-1]
 
@@ -146,7 +146,10 @@ def load_outside_benchmark(
     dataset = load_dataset(str(root), split=split)
     columns = {**COLUMNS, **(column_map or {})}
     mapped_scenario = columns["scenario"] is not None
-    needed = {f: c for f, c in columns.items() if c is not None and f not in _OPTIONAL}
+    # Optional fields are needed too once the user maps them: a mapped column that is not there is a typo.
+    needed = {
+        f: c for f, c in columns.items() if c is not None and (f not in _OPTIONAL or f in (column_map or {}))
+    }
     missing = {f: c for f, c in needed.items() if c not in dataset.column_names}
     if missing:
         raise ValueError(
@@ -170,7 +173,7 @@ def load_outside_benchmark(
             unresolved.append(str(e))
             continue
         scenario = str(record[columns["scenario"]]) if mapped_scenario else scenario_of(_cell_path(cell))
-        key = policy_key(scenario, mapped_scenario)
+        key = _policy_key(scenario, mapped_scenario)
         files.policy(key)  # every scenario has a policy, checked before any answer is generated
         question = str(record[columns["prompt"]])
         rows.append(
