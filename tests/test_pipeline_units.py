@@ -290,8 +290,34 @@ def test_shards_do_not_depend_on_where_the_inputs_are_mounted(tmp_path):
     assert assignments[0] == assignments[1]
 
 
+def test_dataset_cells_outside_the_dataset_are_never_read_unless_allowed(tmp_path, monkeypatch):
+    from datasets import Dataset, Features, Value
+
+    from safevid.testing.videos import make_test_video
+
+    secret = make_test_video(tmp_path / "private" / "secret.mp4", duration=0.6, fps=5)
+    make_test_video(tmp_path / "ds" / "ok.mp4", duration=0.6, fps=6)
+    Dataset.from_dict(
+        {"video": ["ok.mp4", str(secret), "../private/secret.mp4"]},
+        features=Features({"video": Value("string")}),
+    ).to_parquet(str(tmp_path / "ds" / "train.parquet"))
+    monkeypatch.chdir(tmp_path / "private")  # relative cells resolve in the dataset folder, not here
+    store = _ingest(tmp_path / "refused", [{"dataset": str(tmp_path / "ds")}])
+    assert len(list(store.iter_stage("video"))) == 1
+    dropped = list(store.iter_stage("source", DROPPED))
+    assert [r.reason for r in dropped] == ["local_path_not_allowed"] * 2
+    assert all("allowed_local_media_path" in r.data["message"] for r in dropped)
+    assert "row 1" in dropped[0].data["message"]
+    assert str(secret) in dropped[0].data["message"]
+    allowed = [{"dataset": str(tmp_path / "ds"), "allowed_local_media_path": [str(tmp_path / "private")]}]
+    store = _ingest(tmp_path / "allowed", allowed)
+    videos = list(store.iter_stage("video"))
+    assert len(videos) == 2  # the secret once; its second cell is the same bytes
+    assert [r.reason for r in store.iter_stage("source", DROPPED)] == ["duplicate_video"]
+
+
 def test_ingest_urls_and_a_dataset_video_column(tmp_path, monkeypatch):
-    from datasets import Dataset, Features, Value, Video
+    from datasets import Dataset, Features, Value
 
     from safevid.pipeline import ingest
     from safevid.testing.videos import make_test_video
@@ -307,11 +333,12 @@ def test_ingest_urls_and_a_dataset_video_column(tmp_path, monkeypatch):
         base = f"http://127.0.0.1:{server.server_address[1]}"
         list_file = tmp_path / "urls.txt"
         list_file.write_text(f"{base}/a.mp4\n{base}/missing.mp4\n")
-        b = make_test_video(tmp_path / "b.mp4", duration=0.6, fps=7)
-        features = Features({"video": Video(), "label": Value("int32")})
-        # A dataset's video column: a local path and an http(s) URL (downloaded like a list file's URL).
+        make_test_video(tmp_path / "ds" / "clips" / "b.mp4", duration=0.6, fps=7)
+        features = Features({"video": Value("string"), "label": Value("int32")})
+        # A dataset's video column (paths as strings, cast to `Video` by the ingest): a path relative to the dataset and an http(s) URL (downloaded like a list
+        # file's URL).
         Dataset.from_dict(
-            {"video": [str(b), f"{base}/c.mp4"], "label": [1, 2]}, features=features
+            {"video": ["clips/b.mp4", f"{base}/c.mp4"], "label": [1, 2]}, features=features
         ).to_parquet(str(tmp_path / "ds" / "train.parquet"))
         store = _ingest(
             tmp_path, [{"list_file": str(list_file)}, {"dataset": str(tmp_path / "ds"), "split": "train"}]

@@ -127,6 +127,45 @@ def test_undecodable_video_fails_naming_the_row_or_is_skipped(demo_set, qwen25, 
     assert "id=train-0001" in report.format()
 
 
+def test_video_cells_resolve_in_the_dataset_folder_and_absolute_ones_need_allowing(
+    demo_set, qwen25, tmp_path
+):
+    from safevid.video.references import VideoReferences
+
+    dataset = load_preference_dataset(demo_set, "default").cast_column("video", _undecoded())
+    folder, private = tmp_path / "set", tmp_path / "private"
+    (folder / "clips").mkdir(parents=True)
+    private.mkdir()
+    cells = []
+    for index, row in enumerate(dataset):
+        (folder / "clips" / f"{index}.mp4").write_bytes(row["video"]["bytes"])
+        (private / f"{index}.mp4").write_bytes(row["video"]["bytes"])
+        cells.append(f"clips/{index}.mp4" if index else str(private / "0.mp4"))
+    # Without `video_id` the frames are keyed by the resolved file (rows sharing a video_id share one decode).
+    paths = dataset.remove_columns(["video", "video_id"]).add_column("video", cells)
+    with pytest.raises(ValueError, match=r"Row id=train-0000: video '/.*0.mp4': is an absolute path.*"
+                       r"--allowed-local-media-path .*skip_bad_videos"):  # fmt: skip
+        prepare_preference_dataset(
+            paths, qwen25, _args(tmp_path), references=VideoReferences(dataset_dir=str(folder))
+        )
+    kept, report = prepare_preference_dataset(
+        paths, qwen25, _args(tmp_path, max_length=None, skip_bad_videos=True),
+        references=VideoReferences(dataset_dir=str(folder)),
+    )  # fmt: skip
+    assert len(kept) == 2
+    assert report.dropped == {"unresolvable video (local_path_not_allowed)": 1}
+    assert "id=train-0000" in report.format()
+    allowed = VideoReferences(dataset_dir=str(folder), allowed_local_media_path=(str(private),))
+    kept, report = prepare_preference_dataset(
+        paths, qwen25, _args(tmp_path / "again", max_length=None), references=allowed
+    )
+    assert len(kept) == 3
+    assert not report.dropped
+    # The same frames as the embedded bytes gave.
+    embedded, _ = prepare_preference_dataset(dataset, qwen25, _args(tmp_path / "bytes", max_length=None))
+    assert kept["frames_shape"] == embedded["frames_shape"]
+
+
 def test_prompt_without_a_video_part_is_an_error(demo_set, qwen25, tmp_path):
     dataset = load_preference_dataset(demo_set, "conversational")
 

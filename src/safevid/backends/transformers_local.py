@@ -15,6 +15,8 @@ them, not from temperature-warped or masked scores: each is the model's log-prob
 whole vocabulary, not renormalised over the allowed tokens. At a constrained step the listed
 alternatives are the allowed tokens only (best first, at most ``top_logprobs`` of them), so a choice
 over ``"1"``..``"5"`` lists the five digits at position 0 for the judge's expected score.
+`next_token_logprobs` scores next-token candidates from the full softmax at the answer position, without
+generating (Video-SafetyBench's RJScore judge needs the exact distribution over "1".."5").
 ``trust_remote_code`` stays off unless the config turns it on.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,18 +180,7 @@ class TransformersBackend(Backend):
 
         sampling = requests[0].sampling
         prompts = [p for p, _, _ in prepared]
-        images = [img for _, imgs, _ in prepared for img in imgs]
-        videos = [vid for _, _, vids in prepared for vid in vids]
-        if self.is_vlm:
-            from safevid.families import video_processor_inputs
-
-            kwargs: dict[str, Any] = video_processor_inputs(self.processor, videos) if videos else {}
-            if images:
-                kwargs["images"] = images
-            inputs = self.processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
-        else:
-            inputs = self.tokenizer(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
-        inputs = inputs.to(self.model.device)
+        inputs = self._model_inputs(prepared)
         want_logprobs = sampling.top_logprobs is not None
         generate_kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_tokens,
@@ -244,6 +236,54 @@ class TransformersBackend(Backend):
                 )
             )
         return results
+
+    def _model_inputs(self, prepared: list[tuple[str, list[Any], list[Any]]]) -> Any:
+        """Tokenised prompts (and processed media) of rendered requests, left-padded, on the model's device."""
+        prompts = [p for p, _, _ in prepared]
+        images = [img for _, imgs, _ in prepared for img in imgs]
+        videos = [vid for _, _, vids in prepared for vid in vids]
+        if self.is_vlm:
+            from safevid.families import video_processor_inputs
+
+            kwargs: dict[str, Any] = video_processor_inputs(self.processor, videos) if videos else {}
+            if images:
+                kwargs["images"] = images
+            inputs = self.processor(text=prompts, padding=True, return_tensors="pt", **kwargs)
+        else:
+            inputs = self.tokenizer(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
+        return inputs.to(self.model.device)
+
+    def next_token_logprobs(self, request: ChatRequest, candidates: Sequence[str]) -> list[float]:
+        """Log-probabilities of ``candidates`` as the first answer token, from the full softmax.
+
+        One forward pass over the rendered prompt (chat template with the generation prompt); the
+        log-softmax over the whole vocabulary at the last prompt position, read at each candidate's token.
+        Nothing is generated and nothing is cached. Requests run one at a time: no padding, so the
+        distribution is the one an unbatched forward pass gives.
+
+        Args:
+            request: The chat (its sampling parameters are ignored).
+            candidates: Strings that are one token each (e.g. ``"1"``..``"5"``).
+
+        Raises:
+            ValueError: a candidate is not exactly one token of this tokenizer.
+        """
+        import torch
+
+        self.load()
+        ids = []
+        for candidate in candidates:
+            encoded = self.tokenizer.encode(candidate, add_special_tokens=False)
+            if len(encoded) != 1:
+                raise ValueError(
+                    f"{self.config.model}: candidate {candidate!r} is {len(encoded)} tokens {encoded}, not one; "
+                    "next-token scoring needs single-token candidates"
+                )
+            ids.append(encoded[0])
+        inputs = self._model_inputs([self.render(request)])
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits[0, -1].float()
+        return logits.log_softmax(dim=-1)[ids].tolist()
 
     def _constraint(self, request: ChatRequest, prompt: str) -> Any:
         """The per-row constraint of ``request``: a choice trie, a grammar, or `None`."""

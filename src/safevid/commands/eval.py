@@ -8,6 +8,9 @@ Examples:
     safevid eval --config recipes/tiny/eval/config_tiny.yaml --limit 20
     safevid eval --output-dir eval/aligned --report-only --baseline-run eval/base     # plots and tables only
     safevid eval --output-dir eval/aligned --report-only --model-card <org>/<model>   # results into its card
+    safevid eval --protocol video-safetybench --benchmark BAAI/Video-SafetyBench --split harmful \
+        --protocol-files FlagEvalMM/tasks/video_safety_bench --model <checkpoint> --model-kind transformers \
+        --judge-model Qwen/Qwen2.5-72B-Instruct --judge-kind transformers --output-dir eval/vsb-harmful
 
 A killed run resumes where it stopped when rerun with the same arguments (answers.jsonl, judgements.jsonl).
 Flags override the YAML config. API keys come from the environment (SAFEVID_API_KEY / OPENAI_API_KEY), never
@@ -61,6 +64,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--taxonomy", help="Taxonomy YAML (default: the packaged one).")
     parser.add_argument("--report-only", action="store_true", help="Only (re)write report.md and plots.")
     parser.add_argument(
+        "--protocol",
+        choices=("safevid", "video-safetybench"),
+        help="safevid (default: SafeVidBench's judge) or video-safetybench (Video-SafetyBench's RJScore).",
+    )
+    parser.add_argument(
+        "--protocol-files",
+        metavar="FOLDER",
+        help="Video-SafetyBench's evaluation task folder (FlagEvalMM's tasks/video_safety_bench).",
+    )
+    parser.add_argument(
+        "--column-map",
+        metavar="MAP",
+        help="An outside benchmark's columns: field=column,... (fields: id, prompt, video, harmful_intention, "
+        "scenario, subcategory, query_style) or a YAML file of them.",
+    )
+    parser.add_argument(
+        "--allowed-local-media-path",
+        action="append",
+        metavar="FOLDER",
+        help="A folder absolute video cells of the benchmark may name (repeatable; none by default).",
+    )
+    parser.add_argument(
+        "--policies", metavar="FILE", help="Scenario → policy text (JSON/YAML) of a mapped benchmark."
+    )
+    parser.add_argument(
         "--model-card",
         metavar="FOLDER_OR_REPO",
         help="Write the results into this model's card (a local model folder or a Hub repo id).",
@@ -87,6 +115,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "batch_size": args.batch_size,
         "baseline_run": args.baseline_run,
         "taxonomy": args.taxonomy,
+        "protocol": args.protocol,
+        "protocol_files": args.protocol_files,
+        "column_map": args.column_map,
+        "policies": args.policies,
+        "allowed_local_media_path": args.allowed_local_media_path,
     }
     data.update({k: v for k, v in top.items() if v is not None})
     if args.no_helpfulness:
@@ -132,6 +165,14 @@ def run(args: argparse.Namespace) -> int:
     from safevid.log import configure_logging
 
     configure_logging()
+    if args.protocol == "video-safetybench" and (
+        args.threshold is not None or args.model_card or args.report_only
+    ):
+        print(
+            "safevid eval: error: --protocol video-safetybench takes its threshold from --protocol-files and "
+            "writes report.md itself; --threshold, --model-card and --report-only are the safevid protocol's"
+        )
+        return 2
     if args.report_only:
         from safevid.evaluation.report import write_report
 
@@ -151,6 +192,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, RunChangedError) as e:
         print(f"safevid eval: error: {e}")
         return 2
+    if "rjscore" in metrics:
+        r = metrics["rjscore"]
+        print(
+            f"{config.display_name}: Video-SafetyBench {config.split}: ASR {100 * r['attack_success_rate']:.1f}%, "
+            f"mean risk {r['mean_risk']:.2f}, refusal {100 * r['refusal_rate']:.1f}% over {r['n']} items"
+        )
+        print(f"Per scenario: {config.output_dir}/report.md")
+        return 0
     if "harmlessness_rate" not in metrics:
         print(f"Answers written to {config.output_dir}/answers.jsonl: {json.dumps(metrics['generation'])}")
         print("No judge given: add --judge-model (and --judge-kind/--judge-base-url) to score them.")

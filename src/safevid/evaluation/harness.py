@@ -30,13 +30,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "EvalConfig",
     "RunChangedError",
+    "benchmark_references",
     "evaluate_run",
     "generate_answers",
     "judge_answers",
@@ -82,6 +83,16 @@ class EvalConfig:
         batch_size: Items per generate/judge batch (and per append to the JSONL files).
         baseline_run: Another run folder (e.g. the base model) to plot side by side with this one.
         taxonomy: A taxonomy YAML; the packaged one by default.
+        protocol: ``safevid`` (SafeVidBench's judge and metrics) or ``video-safetybench`` (an outside benchmark
+            judged with Video-SafetyBench's RJScore protocol: `safevid.evaluation.outside`).
+        protocol_files: Video-SafetyBench's evaluation task folder (judge prompt, scenario policies, model
+            prompt, threshold), read at run time; needed by ``video-safetybench``.
+        column_map: safevid field → the outside benchmark's column (``field=column,...``, a YAML file or a
+            mapping; `safevid.evaluation.outside.COLUMNS`).
+        policies: A JSON/YAML file of scenario → policy text replacing the protocol files' own (a mapped
+            benchmark's taxonomy).
+        allowed_local_media_path: Folders under which a benchmark's video cell may be an absolute path (or climb
+            out of the benchmark's folder with ``..``); none by default, so a benchmark reads only its own files.
     """
 
     benchmark: str = field(
@@ -113,8 +124,29 @@ class EvalConfig:
     batch_size: int = field(default=16, metadata={"help": "Items per batch and per append."})
     baseline_run: str | None = field(default=None, metadata={"help": "A run folder to compare against."})
     taxonomy: str | None = field(default=None, metadata={"help": "Taxonomy YAML."})
+    protocol: Literal["safevid", "video-safetybench"] = field(
+        default="safevid", metadata={"help": "safevid | video-safetybench"}
+    )
+    protocol_files: str | None = field(
+        default=None, metadata={"help": "Video-SafetyBench's evaluation task folder (video-safetybench)."}
+    )
+    column_map: str | dict[str, str] | None = field(
+        default=None, metadata={"help": "field=column,... or a YAML file: an outside benchmark's columns."}
+    )
+    policies: str | None = field(
+        default=None, metadata={"help": "Scenario → policy file (mapped benchmark)."}
+    )
+    allowed_local_media_path: list[str] = field(
+        default_factory=list, metadata={"help": "Folders absolute video cells may name (none by default)."}
+    )
 
     def __post_init__(self) -> None:
+        if self.protocol not in ("safevid", "video-safetybench"):
+            raise ValueError(f"protocol must be safevid or video-safetybench, got {self.protocol!r}")
+        if self.column_map is not None:
+            from safevid.evaluation.outside import parse_column_map
+
+            parse_column_map(self.column_map)  # a bad map fails now, not after loading the benchmark
         if not self.model or "model" not in self.model:
             raise ValueError("EvalConfig.model needs at least `model` (and `kind`): the video LMM under test")
         if self.judge_style not in ("choice", "text"):
@@ -150,7 +182,12 @@ class EvalConfig:
         model = {
             k: v for k, v in self.model.items() if k in ("kind", "model", "revision", "dtype", "video_input")
         }
-        return {"model": model, "generation": self.generation, "sampling": self.sampling}
+        identity = {"model": model, "generation": self.generation, "sampling": self.sampling}
+        if (
+            self.protocol != "safevid"
+        ):  # its model prompt differs (runs of the safevid protocol keep their key)
+            identity["protocol"] = self.protocol
+        return identity
 
     def judge_identity(self) -> dict[str, Any] | None:
         if self.judge is None:
@@ -158,6 +195,9 @@ class EvalConfig:
         judge = {
             k: v for k, v in self.judge.items() if k in ("kind", "model", "revision", "structured_outputs")
         }
+        if self.protocol != "safevid":
+            files = {"protocol_files": self.protocol_files, "policies": self.policies}
+            return {"judge": judge, "protocol": self.protocol, **files}
         return {
             "judge": judge,
             "style": self.judge_style,
@@ -262,6 +302,19 @@ def load_benchmark(config: EvalConfig) -> Any:
     return dataset
 
 
+def benchmark_references(config: EvalConfig) -> Any:
+    """How the benchmark's video cells resolve: relative paths inside its folder (a local copy) or its Hub
+    repository, absolute ones and ``..`` only under ``config.allowed_local_media_path``."""
+    from safevid.video.references import VideoReferences
+
+    local = Path(config.benchmark).expanduser()
+    return VideoReferences(
+        dataset_dir=str(local) if local.exists() else None,
+        hub_dataset=None if local.exists() else config.benchmark,
+        allowed_local_media_path=tuple(config.allowed_local_media_path),
+    )
+
+
 def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for row in rows:
@@ -274,17 +327,23 @@ def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def generate_answers(
-    config: EvalConfig, dataset: Any, *, backend: Any = None, progress: bool = False
+    config: EvalConfig, dataset: Any, *, backend: Any = None, progress: bool = False, references: Any = None
 ) -> dict[str, int]:
-    """Answer every benchmark item not answered yet; returns counts (done before, new, failed)."""
+    """Answer every benchmark item not answered yet; returns counts (done before, new, failed).
+
+    Each row's video cell is resolved by ``references`` (a `safevid.video.references.VideoReferences`; default
+    `benchmark_references`): a cell it refuses or cannot find fails that item, named in the failures file.
+    """
     from safevid.backends import ChatRequest, SamplingParams, make_backend, text_part, video_part
     from safevid.video import VideoDecodeError, sample_video
+    from safevid.video.references import VideoReferenceError
 
     out = Path(config.output_dir)
     answers_path = out / ANSWERS
     done = {row["id"] for row in read_jsonl(answers_path, repair=True)}
     pending = (row for row in dataset if row["id"] not in done)
     backend = backend or make_backend(config.model)
+    references = references or benchmark_references(config)
     params = SamplingParams(**config.generation)
     kill = _KillHook()
     counts = {"already_answered": len(done), "answered": 0, "failed": 0}
@@ -295,8 +354,8 @@ def generate_answers(
         for row in batch:
             sampling = _row_sampling(row).overridden(config.sampling or {})
             try:
-                sampled = sample_video(row["video"], sampling)
-            except VideoDecodeError as e:
+                sampled = sample_video(references.resolve(row["video"], row_name=f"id={row['id']}"), sampling)
+            except (VideoDecodeError, VideoReferenceError) as e:
                 failures.append({"id": row["id"], "error": f"video: {e}"})
                 continue
             content = [video_part(sampled), text_part(row["prompt"])]
@@ -487,6 +546,10 @@ def evaluate_run(
     Returns:
         The metrics (also in ``metrics.json``), or only the generation counts when there is no judge.
     """
+    if config.protocol == "video-safetybench":
+        from safevid.evaluation.outside import evaluate_outside
+
+        return evaluate_outside(config, model_backend=model_backend, judge_backend=judge_backend)
     out = Path(config.output_dir)
     _check_run(config, out)
     dataset = load_benchmark(config)

@@ -49,6 +49,17 @@ class InputSpec:
     dataset_config: str | None = field(default=None, metadata={"help": "Config name of `dataset`."})
     split: str = field(default="train", metadata={"help": "Split of `dataset`."})
     video_column: str = field(default="video", metadata={"help": "The video column of `dataset`."})
+    video_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder that relative video cells of `dataset` name (default: the dataset's own)."},
+    )
+    allowed_local_media_path: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Roots under which absolute video cells of `dataset` (or cells climbing out with `..`) may be "
+            "read; by default none are."
+        },
+    )
     test_videos: int | None = field(
         default=None, metadata={"help": "Generate this many synthetic test videos (demos and tests)."}
     )

@@ -4,7 +4,9 @@ Sources, each turned into items with a stable source key:
 
 - a local folder (recursive; hidden files skipped; a file that is not a video is recorded, not ignored),
 - a list file of local paths (relative to the list file) and ``http(s)://`` URLs, one per line, ``#`` comments,
-- a Hub or local dataset with a video column (streamed; bytes, local paths or ``http(s)://`` URLs),
+- a Hub or local dataset with a video column (streamed; each cell resolved by `safevid.video.references`:
+  bytes, paths relative to the dataset, ``http(s)://`` URLs, tar archive members; absolute paths and paths
+  climbing out with ``..`` are refused unless under `allowed_local_media_path`, and never read),
 - ``test_videos: N`` synthetic videos (demos and tests), written by the ``test_videos`` video source
   (`safevid.plugins`).
 
@@ -16,18 +18,17 @@ bytes), probed and sampled with the shared `VideoSampling`. A bad item — malfo
 failed download, undecodable video, duplicate content — is recorded as dropped with its reason and the source
 named, and skipped.
 
-A URL is downloaded once (a rerun skips finished sources) into the content-addressed ``videos/`` folder of
-the build state, refused past `MAX_DOWNLOAD_BYTES` or `DOWNLOAD_DEADLINE_S` (``download_failed``, with
-the limit named): download such a file yourself and list its local path instead.
+A URL is downloaded once (a rerun skips finished sources) into the build state (a list file's into the
+content-addressed ``videos/`` folder, a dataset cell's into ``media/``), refused past `MAX_DOWNLOAD_BYTES` or
+`DOWNLOAD_DEADLINE_S` (``download_failed``, with the limit named): download such a file yourself and list its
+local path instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
-import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +37,17 @@ from typing import Any
 from safevid.pipeline.config import InputSpec
 from safevid.pipeline.context import BuildContext, shard_of, stable_hash
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
+from safevid.video.references import (
+    DOWNLOAD_DEADLINE_S,
+    MAX_DOWNLOAD_BYTES,
+    VideoReferenceError,
+    VideoReferences,
+    download,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
 STAGE = "video"
 SOURCE_STAGE = "source"
-MAX_DOWNLOAD_BYTES = 2 * 1024**3
-DOWNLOAD_DEADLINE_S = 600.0
 
 
 @dataclass
@@ -54,6 +60,8 @@ class SourceItem:
     url: str | None = None
     data: bytes | None = None
     suffix: str = ".mp4"
+    cell: Any = None  # an untrusted dataset video cell, read only through `references`
+    references: VideoReferences | None = None
     problem: tuple[str, str] | None = None  # (reason code, message)
 
 
@@ -127,21 +135,23 @@ def _dataset_items(ctx: BuildContext, spec: InputSpec) -> Iterator[SourceItem]:
             f"columns: {sorted(dataset.features or {})}. Set inputs[].video_column."
         )
     dataset = dataset.cast_column(spec.video_column, Video(decode=False)).select_columns([spec.video_column])
+    references = VideoReferences(
+        dataset_dir=str(local) if local.exists() else None,
+        hub_dataset=None if local.exists() else spec.dataset,
+        video_root=str(ctx.config.resolve_path(spec.video_root)) if spec.video_root else None,
+        allowed_local_media_path=tuple(
+            str(ctx.config.resolve_path(p)) for p in spec.allowed_local_media_path
+        ),
+        cache_dir=str(ctx.config.work_path / "media"),
+    )
     for index, row in enumerate(dataset):
         value = row[spec.video_column] or {}
         key = f"dataset:{spec.dataset}:{spec.dataset_config}:{spec.split}:{index}"
         name = f"{spec.dataset} [{spec.split}] row {index}"
-        suffix = Path(value.get("path") or "x.mp4").suffix.lower() or ".mp4"
-        if value.get("bytes"):
-            yield SourceItem(key=key, name=name, data=value["bytes"], suffix=suffix)
-        elif urllib.parse.urlsplit(value.get("path") or "").scheme.lower() in ("http", "https"):
-            yield SourceItem(key=key, name=f"{name} ({value['path']})", url=value["path"], suffix=suffix)
-        elif value.get("path"):
-            yield SourceItem(key=key, name=name, path=Path(value["path"]), suffix=suffix)
-        else:
-            yield SourceItem(
-                key=key, name=name, problem=("empty_video_cell", f"{name}: the video cell is empty")
-            )
+        if value.get("path") and not value.get("bytes"):
+            name = f"{name} ({value['path']})"
+        suffix = Path(urllib.parse.urlsplit(value.get("path") or "x.mp4").path).suffix.lower() or ".mp4"
+        yield SourceItem(key=key, name=name, cell=value, references=references, suffix=suffix)
 
 
 def _test_videos(ctx: BuildContext, index: int, spec: InputSpec) -> Path:
@@ -161,6 +171,11 @@ def _materialise(ctx: BuildContext, item: SourceItem) -> Path:
     """A local file with the item's bytes: the file itself, or a content-addressed copy in the work dir."""
     if item.path is not None:
         return item.path
+    if item.references is not None:
+        resolved = item.references.resolve(item.cell, row_name=item.name)
+        if isinstance(resolved, Path):
+            return resolved
+        item.data = resolved
     store = ctx.config.work_path / "videos"
     store.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=store, suffix=".part")
@@ -171,31 +186,12 @@ def _materialise(ctx: BuildContext, item: SourceItem) -> Path:
                 digest = hashlib.sha256(item.data).hexdigest()
             else:
                 assert item.url is not None
-                digest = _download(item.url, f)
+                digest = download(item.url, f, max_bytes=MAX_DOWNLOAD_BYTES, deadline_s=DOWNLOAD_DEADLINE_S)
         target = store / f"{digest}{item.suffix}"
         Path(tmp).replace(target)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
-
-
-def _download(url: str, out: Any) -> str:
-    """Stream ``url`` into ``out`` within the size and time limits; the SHA-256 of the bytes (OSError if refused)."""
-    deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
-    digest, size = hashlib.sha256(), 0
-    with urllib.request.urlopen(url, timeout=60) as response:  # the timeout bounds each socket read
-        announced = int(response.headers.get("Content-Length") or 0)
-        if announced > MAX_DOWNLOAD_BYTES:
-            raise OSError(f"{announced} bytes announced, over the {MAX_DOWNLOAD_BYTES}-byte download limit")
-        while chunk := response.read(1 << 20):
-            size += len(chunk)
-            if size > MAX_DOWNLOAD_BYTES:
-                raise OSError(f"over the {MAX_DOWNLOAD_BYTES}-byte download limit")
-            if time.monotonic() > deadline:
-                raise OSError(f"not downloaded within the {DOWNLOAD_DEADLINE_S:.0f} s download limit")
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -220,6 +216,8 @@ def _ingest_one(ctx: BuildContext, item: SourceItem) -> tuple[Record, Record | N
         return dropped(*item.problem)
     try:
         path = _materialise(ctx, item)
+    except VideoReferenceError as e:
+        return dropped(e.reason, str(e))
     except OSError as e:  # urllib's URLError and HTTPError are OSErrors
         return dropped("download_failed", f"{item.name}: {e}")
     try:

@@ -30,13 +30,28 @@ class ScriptArguments(TrlScriptArguments):
 
     `dataset_name` is a Hub id (`"<org>/SafeVid-350K"`) or a local folder written by the SafeVid build;
     `dataset_config` is `"default"` (flat columns) or `"conversational"` (TRL's preference format). Both give
-    the same training sequences.
+    the same training sequences. Video cells resolve as `safevid.video.references` says: relative paths inside
+    the dataset's folder or Hub repository (or `video_root`); absolute ones only under `allowed_local_media_path`.
     """
 
     dataset_config: str | None = field(
         default="default",
         metadata={
             "help": "Dataset config: 'default' (flat columns) or 'conversational' (TRL preference format)."
+        },
+    )
+
+    video_root: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder that relative video cells name (default: the dataset's own folder or Hub repo)."
+        },
+    )
+    allowed_local_media_path: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Roots under which absolute video cells (or cells climbing out with `..`) may be read; by "
+            "default none are."
         },
     )
 

@@ -3,6 +3,11 @@
 Preparation makes two passes, the global main process first (then each node's local main, then the other ranks,
 which find the work done):
 
+Video cells are untrusted: each is read only through `safevid.video.references.VideoReferences` (bytes as is,
+relative paths inside the dataset's folder, Hub repository or `video_root`, URLs and tar members fetched with
+limits; absolute paths and paths climbing out with ``..`` refused unless under `allowed_local_media_path`). A cell
+that cannot be resolved fails naming the row and the cause, or with `skip_bad_videos` is dropped and counted.
+
 1. Frames. A row's frames are named by a `frame_key`: its video's identity (the `video_id` column, which a SafeVid
    build sets to the SHA-256 of the video file, else a hash of the embedded bytes or the path) combined with the
    effective `VideoSampling` (the row's `sampling` column with the run's `video_*` overrides). Each key missing from
@@ -36,6 +41,7 @@ from safevid.families import VideoFamily, get_family, video_processor_inputs
 from safevid.schema import CONVERSATIONAL_METADATA, REQUIRED_FOR_TRAINING, to_conversational
 from safevid.training.frame_store import STORE_VERSION, FrameStore, frame_key, video_identity
 from safevid.video import VideoDecodeError, VideoSampling, sample_video
+from safevid.video.references import VideoReferenceError, VideoReferences
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -178,7 +184,12 @@ def frame_store_for(args: VideoDPOConfig) -> FrameStore:
 
 
 def prepare_preference_dataset(
-    dataset: Dataset, processor: Any, args: VideoDPOConfig, *, split: str = "train"
+    dataset: Dataset,
+    processor: Any,
+    args: VideoDPOConfig,
+    *,
+    split: str = "train",
+    references: VideoReferences | None = None,
 ) -> tuple[Dataset, PreparationReport]:
     """Decode each video once into the frame store, tokenize and length-check every row; return the rows and a report.
 
@@ -191,14 +202,17 @@ def prepare_preference_dataset(
             Supplies `max_length`, the `video_*` sampling overrides, `skip_bad_videos`, `frame_timestamps_mismatch`,
             `cache_dir` and `dataset_num_proc`.
         split (`str`): name used in messages.
+        references (`VideoReferences`, *optional*):
+            How the `video` cells are resolved (the dataset's folder, `video_root`, allowed roots); by default only
+            embedded bytes, URLs and archive members are read — a path cell needs a folder to resolve against.
 
     Returns:
         `(Dataset, PreparationReport)`: the kept rows (columns `PREPARED_COLUMNS` plus report columns), and counts.
         The rows' frames are in `frame_store_for(args)`.
 
     Raises:
-        `ValueError`: a required column is missing; a row's `sampling` is invalid; a video cannot be decoded (unless
-        `skip_bad_videos`); a prompt has no video; every row was dropped. Messages name the row and the fix.
+        `ValueError`: a required column is missing; a row's `sampling` is invalid; a video cannot be resolved or
+        decoded (unless `skip_bad_videos`); a prompt has no video; every row was dropped. Messages name the row and the fix.
     """
     from datasets import Features, List, Value, Video
     from trl.trainer.utils import global_then_local_main_first
@@ -214,9 +228,9 @@ def prepare_preference_dataset(
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     store = frame_store_for(args)
-    row_args = _RowArgs.from_config(args)
+    row_args = _RowArgs.from_config(args, references or VideoReferences())
     keys = _frame_keys(dataset, row_args)
-    fingerprint = _fingerprint(dataset, processor, args)
+    fingerprint = _fingerprint(dataset, processor, args, row_args.references)
     features = Features(
         {
             "prompt_ids": List(Value("int32")),
@@ -288,11 +302,12 @@ class _RowArgs:
     """The part of the config a row needs; small and picklable for `num_proc` workers."""
 
     skip_bad_videos: bool
+    references: VideoReferences
     config: Any = field(repr=False)
 
     @classmethod
-    def from_config(cls, args: VideoDPOConfig) -> _RowArgs:
-        return cls(args.skip_bad_videos, args)
+    def from_config(cls, args: VideoDPOConfig, references: VideoReferences) -> _RowArgs:
+        return cls(args.skip_bad_videos, references, args)
 
     def sampling(self, stored: str | None) -> VideoSampling:
         """The row's stored sampling (or the default), with the run's overrides."""
@@ -317,7 +332,10 @@ def _frame_keys(dataset: Dataset, args: _RowArgs) -> list[str]:
         videos = dataset.select(unnamed).select_columns(["video"])
         for index, row in zip(unnamed, videos, strict=True):
             try:
-                identities[index] = video_identity(row["video"])
+                resolved = args.references.resolve(row["video"], row_name=_row_name(ids[index], index))
+                identities[index] = video_identity(resolved)
+            except VideoReferenceError as error:
+                identities[index] = f"unresolved:{error.reference}"  # reported by the decoding pass
             except TypeError as error:
                 raise ValueError(
                     f"Row {_row_name(ids[index], index)}: {error}; give the row a `video_id` (a SafeVid build does)."
@@ -374,7 +392,15 @@ def _decode_into_store(
     key, row_index = missing[index]
     name = _row_name(row.get("id"), row_index)
     try:
-        video = sample_video(row["video"], args.sampling(row.get("sampling")))
+        source = args.references.resolve(row["video"], row_name=f"Row {name}")
+    except VideoReferenceError as error:
+        if args.skip_bad_videos:
+            return {"error": f"unresolvable video ({error.reason}): {error.cause}"}
+        raise ValueError(
+            f"{error}. Or set `skip_bad_videos: true` to drop such rows (they are counted and reported)."
+        ) from error
+    try:
+        video = sample_video(source, args.sampling(row.get("sampling")))
     except (VideoDecodeError, TypeError) as error:
         if args.skip_bad_videos:
             return {"error": f"undecodable video: {error}"}
@@ -585,6 +611,8 @@ def _advice(report: PreparationReport, max_length: int | None) -> str:
         )
     if "undecodable video" in report.dropped:
         tips.append("check the videos named above")
+    if any(key.startswith("unresolvable video") for key in report.dropped):
+        tips.append("check the video references named above (`video_root`, `allowed_local_media_path`)")
     if any(key.startswith(("frame count differs", "frame timestamps differ")) for key in report.dropped):
         tips.append(
             "check that the videos are the ones the data was built from, or set `frame_timestamps_mismatch: warn`"
@@ -592,7 +620,7 @@ def _advice(report: PreparationReport, max_length: int | None) -> str:
     return ("To fix: " + "; ".join(tips) + ".") if tips else ""
 
 
-def _fingerprint(dataset: Dataset, processor: Any, args: VideoDPOConfig) -> str:
+def _fingerprint(dataset: Dataset, processor: Any, args: VideoDPOConfig, references: VideoReferences) -> str:
     """Key of the prepared rows: what the rows are, how they are sampled and tokenized."""
     tokenizer = processor.tokenizer
     signature = {
@@ -607,6 +635,13 @@ def _fingerprint(dataset: Dataset, processor: Any, args: VideoDPOConfig) -> str:
         ],
         "sampling_overrides": args.sampling_overrides(),
         "skip_bad_videos": args.skip_bad_videos,
+        # Where relative cells resolve decides which files the frame keys name.
+        "references": [
+            references.dataset_dir,
+            references.hub_dataset,
+            references.video_root,
+            references.archive,
+        ],
     }
     blob = json.dumps(signature, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:32]

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from safevid.training.config import ScriptArguments, VideoDPOConfig
+from safevid.training.data import default_cache_dir
+from safevid.video.references import VideoReferences
 
 
 def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_args: Any) -> Any:
@@ -50,6 +52,7 @@ def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_a
         )
     trainer = VideoDPOTrainer(
         model_args.model_name_or_path,
+        video_references=video_references(script_args, training_args),
         args=training_args,
         train_dataset=train,
         eval_dataset=evaluation,
@@ -74,6 +77,18 @@ def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_a
         trainer.accelerator.print(f"[safevid] pushed to {trainer.hub_model_id}")
     trainer.end()
     return trainer
+
+
+def video_references(script_args: ScriptArguments, training_args: VideoDPOConfig) -> VideoReferences:
+    """How the run's video cells resolve: inside the dataset's folder or Hub repository, or `video_root`."""
+    local = Path(script_args.dataset_name).expanduser()
+    return VideoReferences(
+        dataset_dir=str(local) if local.is_dir() else None,
+        hub_dataset=None if local.is_dir() else script_args.dataset_name,
+        video_root=script_args.video_root,
+        allowed_local_media_path=tuple(script_args.allowed_local_media_path),
+        cache_dir=str(Path(training_args.cache_dir or default_cache_dir()) / "media"),
+    )
 
 
 def _resume_point(args: VideoDPOConfig) -> str | None:

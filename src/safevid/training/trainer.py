@@ -38,6 +38,7 @@ from safevid.training.data import (
     prepare_preference_dataset,
     require_video_processor,
 )
+from safevid.video.references import VideoReferences
 
 
 class VideoDPOTrainer(DPOTrainer):
@@ -53,6 +54,8 @@ class VideoDPOTrainer(DPOTrainer):
             Training configuration.
         dataset_name (`str`, *optional*):
             Name of the preference data, for the model card.
+        video_references (`safevid.video.references.VideoReferences`, *optional*):
+            How the datasets' `video` cells are resolved (their folder, `video_root`, allowed local roots).
         **kwargs:
             The other arguments of `trl.DPOTrainer` (`ref_model`, `train_dataset`, `eval_dataset`,
             `processing_class`, `peft_config`, `callbacks`, ...).
@@ -71,6 +74,7 @@ class VideoDPOTrainer(DPOTrainer):
         processing_class: Any = None,
         data_collator: Any = None,
         dataset_name: str | None = None,
+        video_references: VideoReferences | None = None,
         **kwargs: Any,
     ):
         if not isinstance(args, VideoDPOConfig):
@@ -89,6 +93,7 @@ class VideoDPOTrainer(DPOTrainer):
         except ValueError as error:
             raise ValueError(f"Model {model_id}: {error}") from error
         self.dataset_name = dataset_name
+        self.video_references = video_references
         self.preparation_reports: dict[str, PreparationReport] = {}
         super().__init__(
             model=model,
@@ -99,7 +104,9 @@ class VideoDPOTrainer(DPOTrainer):
         )
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
-        prepared, report = prepare_preference_dataset(dataset, processing_class, args, split=dataset_name)
+        prepared, report = prepare_preference_dataset(
+            dataset, processing_class, args, split=dataset_name, references=self.video_references
+        )
         self.preparation_reports[dataset_name] = report
         return prepared
 

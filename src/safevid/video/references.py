@@ -1,0 +1,319 @@
+"""Video references: the one place where a dataset or benchmark row's video cell becomes something readable.
+
+A video cell is untrusted input: whoever wrote the dataset chose it. `VideoReferences.resolve` turns a cell into
+encoded ``bytes`` or a local file, by these rules:
+
+- ``bytes`` (or a ``{"bytes", "path"}`` dict with bytes, as `datasets.Video` stores them): as is.
+- a relative path: a file inside `video_root` when set, else inside the dataset's own folder (`dataset_dir`) or
+  Hub repository (`hub_dataset`, fetched with `huggingface_hub.hf_hub_download`) — never the working directory.
+- an absolute path (also ``file://``), or a relative one that climbs out of its folder with ``..`` (or through a
+  symbolic link): refused unless it lies under one of the roots of `allowed_local_media_path` (as vLLM's
+  ``--allowed-local-media-path``). A refused cell is never opened.
+- an ``http(s)://`` URL: downloaded once into `cache_dir`, refused past `max_download_bytes` or
+  `download_deadline_s`.
+- ``<archive>::<member>`` (e.g. ``videos.tar::video/1_Violent_Crimes/a.mp4``), or any relative path when `archive`
+  is set: the member of a tar archive (plain or compressed). The archive, itself resolved by the rules above, is
+  extracted once into `cache_dir` with tarfile's ``data`` filter, which refuses the whole archive if a member
+  would land outside the extraction folder (absolute names, ``..``, links out, device files).
+
+Every failure is a `VideoReferenceError` naming the row, the reference, the cause and, where one exists, the option
+that allows or fixes it.
+
+Example:
+
+```python
+>>> refs = VideoReferences(dataset_dir="data/my-set", allowed_local_media_path=("/mnt/videos",))
+>>> refs.resolve("clips/a.mp4", row_name="row 3")  # doctest: +SKIP
+PosixPath('data/my-set/clips/a.mp4')
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+MAX_DOWNLOAD_BYTES = 2 * 1024**3
+DOWNLOAD_DEADLINE_S = 600.0
+ARCHIVE_SEPARATOR = "::"
+ALLOW_OPTION = "allowed_local_media_path"
+
+
+class VideoReferenceError(ValueError):
+    """A video cell that cannot be resolved, or may not be read.
+
+    Attributes:
+        row_name (`str`): the row, as messages name it.
+        reference (`str`): the cell as written (``<N bytes>`` for bytes).
+        reason (`str`): a short code: ``empty_cell``, ``unsupported_cell``, ``local_path_not_allowed``,
+            ``no_base_folder``, ``missing_file``, ``download_failed``, ``bad_archive``, ``missing_archive_member``.
+        cause (`str`): what went wrong and how to fix it, in words.
+    """
+
+    def __init__(self, row_name: str, reference: str, reason: str, cause: str):
+        self.row_name, self.reference, self.reason, self.cause = row_name, reference, reason, cause
+        super().__init__(f"{row_name}: video {reference!r}: {cause}")
+
+    def __reduce__(self):
+        # Keeps the four-argument constructor across `datasets.map` worker processes.
+        return (type(self), (self.row_name, self.reference, self.reason, self.cause))
+
+
+@dataclass(frozen=True)
+class VideoReferences:
+    """Where a dataset's video cells may be read from, and the limits on reading them.
+
+    Args:
+        dataset_dir (`str`, *optional*):
+            The dataset's own folder (a local copy or a Hub snapshot): relative cells resolve inside it.
+        hub_dataset (`str`, *optional*):
+            The dataset's Hub id, when it is not local: relative cells are files of that repository.
+        hub_revision (`str`, *optional*):
+            The revision of `hub_dataset`.
+        video_root (`str`, *optional*):
+            A folder holding the videos; relative cells resolve inside it instead of the dataset's folder.
+        archive (`str`, *optional*):
+            A tar archive (resolved as a cell is) whose members the relative cells name.
+        allowed_local_media_path (`tuple[str, ...]`, defaults to `()`):
+            Roots under which absolute cells, and cells climbing out with ``..``, may be read. Empty: none may.
+        cache_dir (`str`, *optional*):
+            Downloads and extracted archives; defaults to ``$SAFEVID_HOME/media``.
+        max_download_bytes (`int`, defaults to 2 GiB):
+            A URL announcing or sending more is refused.
+        download_deadline_s (`float`, defaults to 600):
+            A URL not downloaded within this many seconds is refused.
+    """
+
+    dataset_dir: str | None = None
+    hub_dataset: str | None = None
+    hub_revision: str | None = None
+    video_root: str | None = None
+    archive: str | None = None
+    allowed_local_media_path: tuple[str, ...] = ()
+    cache_dir: str | None = None
+    max_download_bytes: int = MAX_DOWNLOAD_BYTES
+    download_deadline_s: float = DOWNLOAD_DEADLINE_S
+
+    def resolve(self, cell: Any, *, row_name: str) -> bytes | Path:
+        """The encoded video of one cell: its bytes, or a local file allowed by these rules.
+
+        Args:
+            cell: ``bytes``, a string (path, URL or ``archive::member``), an `os.PathLike`, or a
+                ``{"bytes", "path"}`` dict.
+            row_name (`str`): names the row in errors, e.g. ``"id=train-0001"`` or ``"my/set [train] row 7"``.
+
+        Raises:
+            `VideoReferenceError`: the cell is empty, refused, or names nothing readable.
+        """
+        if isinstance(cell, dict):
+            if cell.get("bytes"):
+                return bytes(cell["bytes"])
+            cell = cell.get("path")
+        if isinstance(cell, bytes | bytearray | memoryview):
+            if not cell:
+                raise VideoReferenceError(row_name, "<0 bytes>", "empty_cell", "the video bytes are empty")
+            return bytes(cell)
+        if isinstance(cell, os.PathLike):
+            cell = os.fspath(cell)
+        if cell is None or cell == "":
+            raise VideoReferenceError(row_name, "", "empty_cell", "the video cell is empty")
+        if not isinstance(cell, str):
+            raise VideoReferenceError(
+                row_name, repr(cell)[:80], "unsupported_cell",
+                f"a video cell must be bytes or a path/URL string, not {type(cell).__name__}",
+            )  # fmt: skip
+        if ARCHIVE_SEPARATOR in cell:
+            archive, member = cell.split(ARCHIVE_SEPARATOR, 1)
+            return self._member(self._file(archive, row_name, cell), member, row_name, cell)
+        if self.archive is not None and not _is_url(cell) and not _is_absolute(cell):
+            return self._member(self._file(self.archive, row_name, cell), cell, row_name, cell)
+        return self._file(cell, row_name, cell)
+
+    def _file(self, reference: str, row_name: str, cell: str) -> Path:
+        """A local file for a path or URL reference."""
+        scheme = urllib.parse.urlsplit(reference).scheme.lower()
+        if scheme in ("http", "https"):
+            return self._download(reference, row_name, cell)
+        if scheme == "file":
+            reference = urllib.parse.unquote(urllib.parse.urlsplit(reference).path)
+        elif "://" in reference:
+            raise VideoReferenceError(
+                row_name,
+                cell,
+                "unsupported_cell",
+                f"the {scheme}:// scheme is not supported (only http(s) URLs)",
+            )
+        if _is_absolute(reference):
+            return self._allowed(Path(reference), row_name, cell, "is an absolute path")
+        base = self.video_root or self.dataset_dir
+        if base is None and self.hub_dataset is not None:
+            return self._from_hub(reference, row_name, cell)
+        if base is None:
+            raise VideoReferenceError(
+                row_name, cell, "no_base_folder",
+                "a relative path, and the dataset has no folder to resolve it against; set `video_root` to the "
+                "folder holding the videos",
+            )  # fmt: skip
+        path = Path(os.path.normpath(Path(base) / reference))
+        if not _within(path, Path(os.path.normpath(base))) or not _within_real(path, Path(base)):
+            return self._allowed(path, row_name, cell, f"leads out of {base}")
+        return _existing(path, row_name, cell)
+
+    def _allowed(self, path: Path, row_name: str, cell: str, what: str) -> Path:
+        real = Path(os.path.realpath(path))
+        if any(_within(real, Path(os.path.realpath(root))) for root in self.allowed_local_media_path):
+            return _existing(path, row_name, cell)
+        raise VideoReferenceError(
+            row_name, cell, "local_path_not_allowed",
+            f"{what}; a dataset's video cells may only name files inside its own folder, so it is not read. If you "
+            f"trust this dataset, allow the folder holding its videos with `{ALLOW_OPTION}` (e.g. "
+            f"--{ALLOW_OPTION.replace('_', '-')} {real.parent})",
+        )  # fmt: skip
+
+    def _from_hub(self, reference: str, row_name: str, cell: str) -> Path:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        parts = PurePosixPath(reference).parts
+        if ".." in parts:
+            return self._allowed(
+                Path(reference), row_name, cell, f"leads out of the repository {self.hub_dataset}"
+            )
+        try:
+            path = hf_hub_download(
+                self.hub_dataset, reference, repo_type="dataset", revision=self.hub_revision
+            )
+        except EntryNotFoundError:
+            raise VideoReferenceError(
+                row_name, cell, "missing_file", f"no file {reference} in the Hub dataset {self.hub_dataset}"
+            ) from None
+        except Exception as error:  # offline, gated, network: each is a different class in huggingface_hub
+            raise VideoReferenceError(
+                row_name, cell, "download_failed", f"fetching {reference} from {self.hub_dataset}: {error}"
+            ) from error
+        return Path(path)
+
+    def _cache(self, kind: str) -> Path:
+        if self.cache_dir is not None:
+            root = Path(self.cache_dir)
+        else:
+            from safevid.paths import safevid_home
+
+            root = safevid_home() / "media"
+        folder = root / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _download(self, url: str, row_name: str, cell: str) -> Path:
+        suffix = PurePosixPath(urllib.parse.urlsplit(url).path).suffix.lower()[:8]
+        target = self._cache("downloads") / f"{hashlib.sha256(url.encode()).hexdigest()[:40]}{suffix}"
+        if target.is_file():
+            return target
+        fd, part = tempfile.mkstemp(dir=target.parent, suffix=".part")
+        try:
+            with open(fd, "wb") as out:
+                download(url, out, max_bytes=self.max_download_bytes, deadline_s=self.download_deadline_s)
+            os.replace(part, target)
+        except OSError as error:  # urllib's URLError and HTTPError are OSErrors
+            raise VideoReferenceError(row_name, cell, "download_failed", str(error)) from error
+        finally:
+            Path(part).unlink(missing_ok=True)
+        return target
+
+    def _member(self, archive: Path, member: str, row_name: str, cell: str) -> Path:
+        parts = PurePosixPath(member).parts
+        if not parts or _is_absolute(member) or ".." in parts:
+            raise VideoReferenceError(
+                row_name, cell, "bad_archive_member", "an archive member must be a relative path without '..'"
+            )
+        folder = self._extracted(archive, row_name, cell)
+        path = folder.joinpath(*parts)
+        if not path.is_file():
+            raise VideoReferenceError(
+                row_name, cell, "missing_archive_member", f"{archive} has no file {member}"
+            )
+        return path
+
+    def _extracted(self, archive: Path, row_name: str, cell: str) -> Path:
+        """The archive's extraction folder, extracting it first if no complete one exists (atomic)."""
+        stat = archive.stat()
+        key = hashlib.sha256(f"{os.path.realpath(archive)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        folder = self._cache("archives") / key.hexdigest()[:40]
+        if folder.is_dir():
+            return folder
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".extracting-"))
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(staging, filter="data")  # refuses members that would land outside `staging`
+            os.replace(staging, folder)
+        except (tarfile.TarError, OSError) as error:
+            if folder.is_dir():  # another process extracted it first
+                return folder
+            raise VideoReferenceError(
+                row_name, cell, "bad_archive", f"cannot extract {archive} safely: {error}"
+            ) from error
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return folder
+
+
+def download(url: str, out: BinaryIO, *, max_bytes: int, deadline_s: float) -> str:
+    """Stream ``url`` into ``out`` within a size and a time limit; return the SHA-256 of the bytes.
+
+    Raises:
+        `OSError`: the download failed or went past a limit (the message names the limit).
+    """
+    deadline = time.monotonic() + deadline_s
+    digest, size = hashlib.sha256(), 0
+    with urllib.request.urlopen(url, timeout=60) as response:  # the timeout bounds each socket read
+        announced = int(response.headers.get("Content-Length") or 0)
+        if announced > max_bytes:
+            raise OSError(f"{announced} bytes announced, over the {max_bytes}-byte download limit")
+        while chunk := response.read(1 << 20):
+            size += len(chunk)
+            if size > max_bytes:
+                raise OSError(f"over the {max_bytes}-byte download limit")
+            if time.monotonic() > deadline:
+                raise OSError(f"not downloaded within the {deadline_s:.0f} s download limit")
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def _is_url(reference: str) -> bool:
+    return "://" in reference
+
+
+def _is_absolute(reference: str) -> bool:
+    return os.path.isabs(reference) or PurePosixPath(reference).is_absolute()
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _within_real(path: Path, base: Path) -> bool:
+    """Whether ``path``, its links followed, stays inside ``base`` (or its Hub cache's blobs for a snapshot)."""
+    real, real_base = Path(os.path.realpath(path)), Path(os.path.realpath(base))
+    if _within(real, real_base):
+        return True
+    # A Hub snapshot's files are links into the repository cache's `blobs/` folder.
+    for parent in real_base.parents:
+        if parent.name == "snapshots":
+            return _within(real, parent.parent / "blobs")
+    return False
+
+
+def _existing(path: Path, row_name: str, cell: str) -> Path:
+    if not path.is_file():
+        raise VideoReferenceError(row_name, cell, "missing_file", f"no file {path}")
+    return path

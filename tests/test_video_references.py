@@ -1,0 +1,206 @@
+"""`safevid.video.references`: a dataset's video cell becomes bytes or an allowed local file, nothing else."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import tarfile
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from safevid.video import sample_video
+from safevid.video.references import VideoReferenceError, VideoReferences
+
+
+@pytest.fixture
+def dataset_dir(tmp_path, test_video):
+    folder = tmp_path / "set"
+    (folder / "clips").mkdir(parents=True)
+    (folder / "clips" / "a.mp4").write_bytes(test_video.read_bytes())
+    return folder
+
+
+def _refs(tmp_path, **kwargs) -> VideoReferences:
+    return VideoReferences(cache_dir=str(tmp_path / "cache"), **kwargs)
+
+
+def test_bytes_pass_through_and_relative_paths_resolve_in_the_dataset_folder(
+    tmp_path, dataset_dir, monkeypatch
+):
+    refs = _refs(tmp_path, dataset_dir=str(dataset_dir))
+    assert refs.resolve(b"abc", row_name="r") == b"abc"
+    assert refs.resolve({"bytes": b"abc", "path": "/etc/passwd"}, row_name="r") == b"abc"
+    monkeypatch.chdir(tmp_path)  # the working directory has a clips/a.mp4 too: it must not be the one read
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"wrong")
+    assert refs.resolve("clips/a.mp4", row_name="r") == dataset_dir / "clips" / "a.mp4"
+    assert (
+        refs.resolve({"path": "clips/../clips/a.mp4", "bytes": None}, row_name="r")
+        == dataset_dir / "clips/a.mp4"
+    )
+    root = tmp_path / "elsewhere"
+    root.mkdir()
+    (root / "clips").mkdir()
+    (root / "clips" / "a.mp4").write_bytes(b"root")
+    assert (
+        _refs(tmp_path, dataset_dir=str(dataset_dir), video_root=str(root)).resolve(
+            "clips/a.mp4", row_name="r"
+        )
+        == root / "clips" / "a.mp4"
+    )
+
+
+@pytest.mark.parametrize("cell", ["{secret}", "file://{secret}", "../outside/secret.mp4", "clips/link.mp4"])
+def test_cells_leaving_the_dataset_are_refused_unless_allowed(tmp_path, dataset_dir, cell):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.mp4"
+    secret.write_bytes(b"secret")
+    (dataset_dir / "clips" / "link.mp4").symlink_to(secret)
+    cell = cell.format(secret=secret)
+    with pytest.raises(VideoReferenceError) as caught:
+        _refs(tmp_path, dataset_dir=str(dataset_dir)).resolve(cell, row_name="my/set [train] row 7")
+    error = caught.value
+    assert error.reason == "local_path_not_allowed"
+    message = str(error)
+    assert message.startswith(f"my/set [train] row 7: video {cell!r}")
+    assert f"--allowed-local-media-path {outside}" in message
+    allowed = _refs(tmp_path, dataset_dir=str(dataset_dir), allowed_local_media_path=(str(outside),))
+    assert Path(os.path.realpath(allowed.resolve(cell, row_name="r"))) == secret
+    # A root that merely shares a prefix does not allow it.
+    with pytest.raises(VideoReferenceError, match="not read"):
+        _refs(
+            tmp_path, dataset_dir=str(dataset_dir), allowed_local_media_path=(str(outside) + "-not",)
+        ).resolve(cell, row_name="r")
+
+
+def test_missing_empty_unsupported_and_baseless_cells_name_the_cause(tmp_path, dataset_dir):
+    refs = _refs(tmp_path, dataset_dir=str(dataset_dir))
+    cases = {
+        "clips/none.mp4": "missing_file",
+        "": "empty_cell",
+        "s3://bucket/a.mp4": "unsupported_cell",
+    }
+    for cell, reason in cases.items():
+        with pytest.raises(VideoReferenceError) as caught:
+            refs.resolve(cell, row_name="row 1")
+        assert caught.value.reason == reason
+    with pytest.raises(VideoReferenceError) as caught:
+        refs.resolve(12, row_name="row 1")
+    assert caught.value.reason == "unsupported_cell"
+    with pytest.raises(VideoReferenceError, match="set `video_root`") as caught:
+        _refs(tmp_path).resolve("clips/a.mp4", row_name="row 1")
+    assert caught.value.reason == "no_base_folder"
+
+
+@pytest.fixture
+def http_server(tmp_path, test_video):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "a.mp4").write_bytes(test_video.read_bytes())
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server
+    server.shutdown()
+    thread.join()
+
+
+def test_urls_are_downloaded_once_within_the_limits(tmp_path, http_server, test_video):
+    base, server = http_server
+    refs = _refs(tmp_path)
+    first = refs.resolve(f"{base}/a.mp4", row_name="r")
+    assert first.read_bytes() == test_video.read_bytes()
+    assert first.parent == tmp_path / "cache" / "downloads"
+    server.shutdown()  # cached: the second resolve does not ask the server
+    assert refs.resolve(f"{base}/a.mp4", row_name="r") == first
+
+
+def test_url_limits_and_failures_are_download_failed(tmp_path, http_server):
+    base, _ = http_server
+    with pytest.raises(VideoReferenceError, match="over the 100-byte download limit") as caught:
+        _refs(tmp_path, max_download_bytes=100).resolve(f"{base}/a.mp4", row_name="r")
+    assert caught.value.reason == "download_failed"
+    with pytest.raises(VideoReferenceError, match="404") as caught:
+        _refs(tmp_path).resolve(f"{base}/missing.mp4", row_name="r")
+    assert caught.value.reason == "download_failed"
+    assert not list((tmp_path / "cache" / "downloads").iterdir())  # nothing partial left behind
+
+
+def _tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_archive_members_are_extracted_once_and_decode(tmp_path, dataset_dir, test_video):
+    _tar(dataset_dir / "videos.tar.gz", {"video/1_Violent_Crimes/a.mp4": test_video.read_bytes()}, "w:gz")
+    refs = _refs(tmp_path, dataset_dir=str(dataset_dir))
+    path = refs.resolve("videos.tar.gz::video/1_Violent_Crimes/a.mp4", row_name="r")
+    assert path.read_bytes() == test_video.read_bytes()
+    assert sample_video(path).frames.shape[0] == 8
+    path.write_bytes(b"marker")  # extracted once: a second resolve reuses the folder
+    configured = _refs(tmp_path, dataset_dir=str(dataset_dir), archive="videos.tar.gz")
+    assert configured.resolve("video/1_Violent_Crimes/a.mp4", row_name="r").read_bytes() == b"marker"
+    for cell, reason in [
+        ("videos.tar.gz::video/none.mp4", "missing_archive_member"),
+        ("videos.tar.gz::../set/clips/a.mp4", "bad_archive_member"),
+        ("none.tar::a.mp4", "missing_file"),
+    ]:
+        with pytest.raises(VideoReferenceError) as caught:
+            refs.resolve(cell, row_name="r")
+        assert caught.value.reason == reason, cell
+
+
+def test_an_archive_with_a_member_escaping_is_refused_whole(tmp_path, dataset_dir):
+    _tar(dataset_dir / "evil.tar", {"ok.mp4": b"x", "../escaped.mp4": b"escaped"})
+    link = tarfile.TarInfo("link.mp4")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    with tarfile.open(dataset_dir / "linked.tar", "w") as tar:
+        tar.addfile(link)
+    refs = _refs(tmp_path, dataset_dir=str(dataset_dir))
+    for archive in ("evil.tar", "linked.tar"):
+        with pytest.raises(VideoReferenceError, match=f"cannot extract .*{archive} safely") as caught:
+            refs.resolve(f"{archive}::ok.mp4", row_name="r")
+        assert caught.value.reason == "bad_archive"
+    assert not (tmp_path / "cache" / "escaped.mp4").exists()
+    assert not list((tmp_path / "cache" / "archives").iterdir())  # no partial extraction left
+
+
+def test_an_absolute_archive_member_stays_in_the_extraction_folder(tmp_path, dataset_dir):
+    target = tmp_path / "escaped.mp4"
+    _tar(dataset_dir / "abs.tar", {str(target): b"escaped"})
+    path = _refs(tmp_path, dataset_dir=str(dataset_dir)).resolve(
+        f"abs.tar::{str(target).lstrip('/')}", row_name="r"
+    )
+    assert path.read_bytes() == b"escaped"
+    assert (tmp_path / "cache" / "archives") in path.parents
+    assert not target.exists()
+
+
+def test_relative_cells_of_a_hub_dataset_are_its_files(loopback_hub, tmp_path, test_video):
+    from huggingface_hub import HfApi
+
+    repo_id = loopback_hub.unique_repo_id("refs")
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=str(test_video), path_in_repo="clips/a.mp4", repo_id=repo_id, repo_type="dataset"
+    )
+    refs = _refs(tmp_path, hub_dataset=repo_id)
+    assert refs.resolve("clips/a.mp4", row_name="r").read_bytes() == test_video.read_bytes()
+    with pytest.raises(VideoReferenceError) as caught:
+        refs.resolve("clips/none.mp4", row_name="r")
+    assert caught.value.reason == "missing_file"
+    with pytest.raises(VideoReferenceError) as caught:
+        refs.resolve("../../etc/passwd", row_name="r")
+    assert caught.value.reason == "local_path_not_allowed"
