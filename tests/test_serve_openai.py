@@ -264,3 +264,21 @@ def test_an_image_sent_to_a_text_only_model_is_a_400(tmp_path):
         assert (status, error["param"]) == (400, "messages[0].content[0]")
         assert "tiny-text is a text-only model" in error["message"]
         assert client.chat.completions.create(model="tiny-text", messages=MESSAGES, max_tokens=2).choices
+
+
+def test_the_serve_flags_reach_the_server(tmp_path):
+    from safevid.cli import build_parser
+    from safevid.commands.serve import server_options
+
+    media, more = tmp_path / "media", tmp_path / "more"
+    media.mkdir()
+    more.mkdir()
+    flags = ["--allowed-local-media-path", str(media), "--allowed-local-media-path", str(more)]
+    args = build_parser().parse_args(["serve", "ckpt", *flags, "--max-n", "4", "--max-top-logprobs", "5"])
+    configured = LoopbackServer(None, **server_options(args))
+    assert configured.media_roots == (media.resolve(), more.resolve())
+    assert (configured.max_n, configured.max_top_logprobs) == (4, 5)
+    default = LoopbackServer(None, **server_options(build_parser().parse_args(["serve", "ckpt"])))
+    assert (default.media_roots, default.max_n, default.max_top_logprobs) == ((), 16, 20)
+    with pytest.raises(ValueError, match="is not a folder"):
+        LoopbackServer(None, allowed_local_media_path=tmp_path / "missing")
