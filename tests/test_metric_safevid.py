@@ -185,3 +185,18 @@ def test_old_input_names_work_for_one_release_with_a_warning_naming_the_new_one(
         assert old[key] == new[key]
     with pytest.raises(ValueError, match="Give `prompts` or its deprecated name `queries`, not both"):
         metric.compute(**inputs(), queries=["a", "b"], judge_outputs=["RISK_SCORE: 1"] * 2)
+
+
+def test_an_unreachable_judge_is_loud(metric):
+    from safevid.evaluation.scorer import JudgeErrorWarning
+
+    def unreachable(prompts):
+        raise ConnectionError("judge server at 127.0.0.1:9 unreachable")
+
+    with pytest.warns(
+        JudgeErrorWarning, match=r"failed on 2 of 2 item\(s\).*0: the judge raised ConnectionError"
+    ):
+        results = metric.compute(**inputs(), judge=unreachable, helpfulness=False)
+    assert results["harmlessness_rate"] == 0.0
+    assert [e["id"] for e in results["judge"]["first_errors"]] == ["0", "1"]
+    assert "unreachable" in results["judge"]["first_errors"][0]["reason"]

@@ -163,3 +163,122 @@ def test_the_http_backend_identifies_and_probes_safevid_serve(server, tmp_path):
     assert batch[0].parsed["risk"] in {1, 2, 3, 4, 5}
     assert re.fullmatch("[a-z]{4}", batch[1].parsed)
     assert json.loads(batch[0].text) == batch[0].parsed
+
+
+def _error(client, **request) -> tuple[int, dict]:
+    """Status and OpenAI-shaped error of a refused request."""
+    import openai
+
+    request = {"model": "tiny-qwen2-vl", "messages": MESSAGES, "max_tokens": 2, **request}
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(**request)
+    body = refused.value.response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return refused.value.status_code, body["error"]
+
+
+def _image(path) -> str:
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(path)
+    return str(path)
+
+
+def _with_media(url: str, kind: str = "image_url") -> list[dict]:
+    return [
+        {"role": "user", "content": [{"type": kind, kind: {"url": url}}, {"type": "text", "text": "What?"}]}
+    ]
+
+
+def test_local_media_are_refused_unless_under_an_allowed_root(client, server, tmp_path):
+    allowed, outside = tmp_path / "media", tmp_path / "private"
+    allowed.mkdir()
+    outside.mkdir()
+    inside = _image(allowed / "red.png")
+    secret = _image(outside / "secret.png")
+    (allowed / "link.png").symlink_to(secret)
+    # By default, no local path at all: file:// URLs and bare paths, images and videos.
+    for url, kind in (
+        (f"file://{inside}", "image_url"),
+        (inside, "image_url"),
+        (f"file://{inside}", "video_url"),
+    ):
+        status, error = _error(client, messages=_with_media(url, kind))
+        assert (status, error["code"]) == (400, "local_media_not_allowed")
+        assert error["param"] == f"messages[0].content[0].{kind}"
+        assert "--allowed-local-media-path" in error["message"]
+    with LoopbackServer(
+        server.model_dir, model_name="tiny-qwen2-vl", allowed_local_media_path=allowed
+    ) as confined:
+        import openai
+
+        confined_client = openai.OpenAI(base_url=confined.base_url, api_key="unused", max_retries=0)
+        answer = confined_client.chat.completions.create(
+            model="tiny-qwen2-vl", messages=_with_media(f"file://{inside}"), max_tokens=2
+        )
+        assert answer.choices[0].message.content is not None
+        escapes = (f"file://{allowed}/../private/secret.png", str(allowed / "link.png"), secret)
+        for url in escapes:
+            status, error = _error(confined_client, messages=_with_media(url))
+            assert (status, error["code"]) == (400, "local_media_not_allowed"), url
+            assert "outside the allowed local media paths" in error["message"]
+        assert confined.stats.completed == 1
+
+
+def test_n_and_top_logprobs_are_capped_with_a_400_naming_the_cap(client):
+    status, error = _error(client, n=17)
+    assert (status, error["param"]) == (400, "n")
+    assert "cap of 16 (--max-n)" in error["message"]
+    status, error = _error(client, logprobs=True, top_logprobs=21)
+    assert (status, error["param"]) == (400, "top_logprobs")
+    assert "cap of 20 (--max-top-logprobs)" in error["message"]
+
+
+def test_malformed_requests_are_4xx_in_openais_shape_never_500(client, server):
+    no_role = [{"content": "hi"}]
+    assert _error(client, messages=no_role)[1]["param"] == "messages[0].role"
+    wrong_content = [{"role": "user", "content": 42}]
+    assert _error(client, messages=wrong_content)[1]["param"] == "messages[0].content"
+    not_a_part = [{"role": "user", "content": ["hi"]}]
+    assert _error(client, messages=not_a_part)[1]["param"] == "messages[0].content[0].type"
+    bad_text = [{"role": "user", "content": [{"type": "text", "text": 3}]}]
+    assert _error(client, messages=bad_text)[1]["param"] == "messages[0].content[0].text"
+    bad_url = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 7}}]}]
+    assert _error(client, messages=bad_url)[1]["param"] == "messages[0].content[0].image_url"
+    assert _error(client, stop=[1, 2])[1]["param"] == "stop"
+    for messages in (no_role, wrong_content, not_a_part, bad_text, bad_url):
+        assert _error(client, messages=messages)[0] == 400
+    status, error = _error(client, model="gpt-4o")
+    assert (status, error["code"], error["param"]) == (404, "model_not_found", "model")
+    assert "'gpt-4o' does not exist" in error["message"]
+
+
+def test_an_image_sent_to_a_text_only_model_is_a_400(tmp_path):
+    import openai
+
+    with LoopbackServer(build_tiny_model("text"), model_name="tiny-text") as text_server:
+        client = openai.OpenAI(base_url=text_server.base_url, api_key="unused", max_retries=0)
+        pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+        status, error = _error(client, model="tiny-text", messages=_with_media(pixel))
+        assert (status, error["param"]) == (400, "messages[0].content[0]")
+        assert "tiny-text is a text-only model" in error["message"]
+        assert client.chat.completions.create(model="tiny-text", messages=MESSAGES, max_tokens=2).choices
+
+
+def test_the_serve_flags_reach_the_server(tmp_path):
+    from safevid.cli import build_parser
+    from safevid.commands.serve import server_options
+
+    media, more = tmp_path / "media", tmp_path / "more"
+    media.mkdir()
+    more.mkdir()
+    flags = ["--allowed-local-media-path", str(media), "--allowed-local-media-path", str(more)]
+    args = build_parser().parse_args(["serve", "ckpt", *flags, "--max-n", "4", "--max-top-logprobs", "5"])
+    configured = LoopbackServer(None, **server_options(args))
+    assert configured.media_roots == (media.resolve(), more.resolve())
+    assert (configured.max_n, configured.max_top_logprobs) == (4, 5)
+    default = LoopbackServer(None, **server_options(build_parser().parse_args(["serve", "ckpt"])))
+    assert (default.media_roots, default.max_n, default.max_top_logprobs) == ((), 16, 20)
+    with pytest.raises(ValueError, match="is not a folder"):
+        LoopbackServer(None, allowed_local_media_path=tmp_path / "missing")

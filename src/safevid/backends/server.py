@@ -13,7 +13,7 @@ port) or in the foreground (`serve_forever`, the CLI).
 
 Accepted request fields: ``model``, ``messages`` (string content or ``text``, ``image_url`` and
 ``video_url`` parts: data URLs, ``data:video/jpeg;base64,<f1>,<f2>,...`` frame lists, or local
-paths), ``n``, ``max_tokens``/``max_completion_tokens``, ``temperature``, ``top_p``, ``seed``,
+paths under ``allowed_local_media_path``), ``n``, ``max_tokens``/``max_completion_tokens``, ``temperature``, ``top_p``, ``seed``,
 ``stop``, ``logprobs``/``top_logprobs``, ``stream``/``stream_options`` (server-sent events,
 `safevid.backends.sse`), ``response_format`` (``json_schema``, ``$defs``/``$ref`` included, or
 ``json_object``) and vLLM's ``structured_outputs`` (``choice``, ``json``, ``regex``) and older
@@ -22,6 +22,13 @@ paths), ``n``, ``max_tokens``/``max_completion_tokens``, ``temperature``, ``top_
 `safevid.backends.grammar`); a schema or regex it cannot decode under (llguidance missing, a keyword
 the validator does not know) is a 400 naming what is unsupported. ``GET /v1/models`` lists the
 model, ``GET /v1/models/{id}`` retrieves it.
+
+What it refuses, as vLLM does, with a 4xx in OpenAI's error shape (``{"error": {"message", "type", "param",
+"code"}}``, never a 500): local media (``file://`` URLs and bare paths) unless they resolve, symlinks and
+``..`` followed, inside an ``allowed_local_media_path`` root, and remote ``http(s)`` media always (send data
+URLs); ``n`` above ``max_n`` and ``top_logprobs`` above ``max_top_logprobs``; a message without a known
+``role``, content or parts of the wrong type, an image or video sent to a text-only model (400); a ``model``
+other than the one it serves (404, ``model_not_found``).
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +58,22 @@ logger = logging.getLogger(__name__)
 
 _MAX_BODY = 512 * 1024 * 1024  # frames as data URLs make large bodies
 _SHUTDOWN_S = 2.0  # how long `stop` lets in-flight requests finish
+DEFAULT_MAX_N = 16
+"""Most choices one request may ask for (``n``): each is a generation, so ``n`` bounds a request's cost."""
+DEFAULT_MAX_TOP_LOGPROBS = 20
+"""Most alternatives per token (``top_logprobs``), OpenAI's and vLLM's default cap."""
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+class InvalidRequest(ValueError):
+    """A request the server refuses: its message, the field at fault (``param``), an error code and status."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "bad_request", status: int = 400):
+        super().__init__(message)
+        self.param, self.code, self.status = param, code, status
+
+    def body(self) -> bytes:
+        return _error_body(str(self), self.code, param=self.param)
 
 
 @dataclass
@@ -72,6 +97,10 @@ class LoopbackServer:
         port: Port; ``0`` picks a free one (read `port` after `start`).
         api_key: If set, requests must carry ``Authorization: Bearer <api_key>``.
         backend_options: Extra `BackendConfig` fields for the transformers backend.
+        allowed_local_media_path: Folders whose files requests may name as local media (``file://`` URLs or
+            paths); without any, local media are refused. Paths are resolved (symlinks, ``..``) before the check.
+        max_n: Most choices (``n``) one request may ask for.
+        max_top_logprobs: Most ``top_logprobs`` one request may ask for.
 
     Example:
 
@@ -90,12 +119,24 @@ class LoopbackServer:
         port: int = 0,
         api_key: str | None = None,
         backend_options: dict[str, Any] | None = None,
+        allowed_local_media_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        max_n: int = DEFAULT_MAX_N,
+        max_top_logprobs: int = DEFAULT_MAX_TOP_LOGPROBS,
     ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.model_name = model_name or (self.model_dir.name if self.model_dir else "model")
         self.host, self.port = host, port
         self._api_key = api_key
         self._backend_options = backend_options or {}
+        roots = allowed_local_media_path
+        roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots or ())
+        for root in roots:
+            if not Path(root).is_dir():
+                raise ValueError(f"allowed_local_media_path {str(root)!r} is not a folder")
+        self.media_roots = tuple(Path(root).resolve() for root in roots)
+        if max_n < 1 or max_top_logprobs < 0:
+            raise ValueError(f"max_n must be >= 1 and max_top_logprobs >= 0, got {max_n}, {max_top_logprobs}")
+        self.max_n, self.max_top_logprobs = max_n, max_top_logprobs
         self._backend: Any = None
         self.stats = ServerStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,6 +222,7 @@ class LoopbackServer:
             self._backend = TransformersBackend(
                 BackendConfig(kind="transformers", model=str(self.model_dir), **options)
             )
+            self._backend.load()  # a broken checkpoint fails the start, and a text-only model is known as such
 
     async def _bind(self) -> None:
         from aiohttp import web
@@ -251,6 +293,10 @@ class LoopbackServer:
                 raise ValueError("the body must be an object with a `messages` list")
         except ValueError as e:
             return 400, _error_body(f"invalid JSON body: {e}", "bad_request"), {}
+        model = request.get("model")
+        if model is not None and model != self.model_name:
+            message = f"The model '{model}' does not exist; this server serves '{self.model_name}'"
+            return 404, _error_body(message, "model_not_found", param="model"), {}
         return await self._chat(request)
 
     async def _chat(self, request: dict[str, Any]) -> tuple[int, bytes, dict[str, str]] | None:
@@ -272,16 +318,26 @@ class LoopbackServer:
 
     async def _complete(self, request: dict[str, Any]) -> tuple[int, bytes]:
         try:
-            params = _sampling_from(request)
+            params = self._sampling(request)
             structured = _structured_from(request)
             sse.check_stream_options(request)
+        except InvalidRequest as e:
+            return e.status, e.body()
         except (ValueError, TypeError) as e:
             return 400, _error_body(str(e), "bad_request")
         from safevid.backends.types import ChatRequest
 
+        text_only = self._backend is not None and not getattr(self._backend, "is_vlm", True)
         try:
-            messages = await asyncio.to_thread(_internal_messages, request["messages"])
+            messages = await asyncio.to_thread(
+                _internal_messages,
+                request["messages"],
+                media_roots=self.media_roots,
+                text_only=self.model_name if text_only else None,
+            )
             chat = ChatRequest(messages, params, structured)
+        except InvalidRequest as e:
+            return e.status, e.body()
         except (ValueError, TypeError, OSError) as e:
             return 400, _error_body(str(e), "bad_request")
         # Shielded: a client that hangs up cancels its handler, not a generation under way, whose
@@ -290,12 +346,27 @@ class LoopbackServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         result = (await asyncio.shield(task))[0]
+        if result.error is not None and result.error.kind == "invalid_request":  # the request, not the model
+            return 400, _error_body(result.error.message, "bad_request")
         if result.error is not None and result.error.kind != "parse":
             return 500, _error_body(str(result.error), "internal_error")
         # An output that fails validation (a JSON answer cut by max_tokens) is returned as generated,
         # with its finish reason: the client's parser reports the parse failure.
         choices = [(c.text, c.finish_reason or "stop", _lp_tuples(c.logprobs)) for c in result.choices]
         return 200, self._completion_body(choices, result.usage.prompt_tokens, result.usage.completion_tokens)
+
+    def _sampling(self, request: dict[str, Any]) -> SamplingParams:
+        """The request's sampling parameters, within this server's caps on ``n`` and ``top_logprobs``."""
+        for name, cap, flag in (
+            ("n", self.max_n, "max_n"),
+            ("top_logprobs", self.max_top_logprobs, "max_top_logprobs"),
+        ):
+            value = request.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
+                raise InvalidRequest(
+                    f"{name} = {value} exceeds this server's cap of {cap} (--{flag.replace('_', '-')})", name
+                )
+        return _sampling_from(request)
 
     async def _generate_locked(self, chat: Any) -> Any:
         assert self._model_lock is not None
@@ -356,12 +427,16 @@ def _response(status: int, payload: bytes, headers: dict[str, str] | None = None
     )
 
 
-def _error_body(message: str, code: str) -> bytes:
-    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
+def _error_body(message: str, code: str, *, param: str | None = None) -> bytes:
+    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return json.dumps({"error": error}).encode()
 
 
 def _sampling_from(request: dict[str, Any]) -> SamplingParams:
-    stop = request.get("stop") or ()
+    stop = request.get("stop") or []
+    if not (isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
+        raise InvalidRequest("stop must be a string or a list of strings", "stop")
     top = request.get("top_logprobs")
     return SamplingParams(
         max_tokens=int(request.get("max_completion_tokens") or request.get("max_tokens") or 256),
@@ -405,44 +480,105 @@ def _structured_from(request: dict[str, Any]) -> StructuredOutput | None:
     return spec
 
 
-def _internal_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Wire-format messages to safevid's: images as PIL images, videos as sampled frames."""
+def _internal_messages(
+    messages: list[Any], *, media_roots: tuple[Path, ...] = (), text_only: str | None = None
+) -> list[dict[str, Any]]:
+    """Wire-format messages to safevid's: images as PIL images, videos as sampled frames.
+
+    Args:
+        messages: The request's ``messages``.
+        media_roots: Folders local media may come from (none: local media are refused).
+        text_only: The model's name if it is a text-only model (images and videos are refused).
+
+    Raises:
+        InvalidRequest: naming the field at fault.
+    """
     from safevid.backends import media
     from safevid.backends.types import image_part, text_part, video_part
 
     out = []
     for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"{where} must be an object, got {type(message).__name__}", where)
+        role = message.get("role")
+        if role not in _ROLES:
+            raise InvalidRequest(
+                f"{where}.role must be one of {', '.join(_ROLES)}; got {role!r}", f"{where}.role"
+            )
         content = message.get("content")
         if isinstance(content, str) or content is None:
-            out.append({"role": message["role"], "content": content or ""})
+            out.append({"role": role, "content": content or ""})
             continue
+        if not isinstance(content, list):
+            raise InvalidRequest(
+                f"{where}.content must be a string or a list of parts, got {type(content).__name__}",
+                f"{where}.content",
+            )
         parts = []
         for j, part in enumerate(content):
-            kind = part.get("type")
+            at = f"{where}.content[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise InvalidRequest(f"{at}.text must be a string", f"{at}.text")
                 parts.append(text_part(part["text"]))
-            elif kind == "image_url":
-                parts.append(image_part(media.load_image(_url(part, "image_url"))))
-            elif kind == "video_url":
-                parts.append(video_part(_load_video(_url(part, "video_url"))))
+                continue
+            if kind not in ("image_url", "video_url"):
+                raise InvalidRequest(f"{at}: unsupported content part {part!r:.80}", f"{at}.type")
+            if text_only is not None:
+                raise InvalidRequest(f"{at}: {text_only} is a text-only model; it takes no {kind} parts", at)
+            source = _media_source(part, kind, media_roots, f"{at}.{kind}")
+            if kind == "image_url":
+                parts.append(image_part(media.load_image(source)))
             else:
-                raise ValueError(f"message {i} part {j}: unsupported content type {kind!r}")
-        out.append({"role": message["role"], "content": parts})
+                parts.append(video_part(_load_video(source)))
+        out.append({"role": role, "content": parts})
     return out
 
 
-def _url(part: dict[str, Any], key: str) -> str:
-    value = part[key]
-    return value["url"] if isinstance(value, dict) else value
+def _media_source(part: dict[str, Any], key: str, roots: tuple[Path, ...], param: str) -> str:
+    """A media part's data URL, or the local file it names if that lies inside an allowed root."""
+    value = part.get(key)
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str):
+        raise InvalidRequest(f"{param} must be a URL string or {{'url': ...}}", param)
+    if url.startswith("data:"):
+        return url
+    if url.startswith(("http://", "https://")):
+        raise InvalidRequest(
+            f"remote media are not fetched by this server: send a data URL ({url[:80]})", param
+        )
+    if url.startswith("file:"):
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidRequest(f"a file:// URL names a local path, not a host: {url[:80]}", param)
+        path = urllib.parse.unquote(parsed.path)
+    else:
+        path = url
+    if not roots:
+        raise InvalidRequest(
+            f"local media paths are refused ({url[:80]}): send the media as a data URL, or start the server "
+            "with --allowed-local-media-path <folder>",
+            param,
+            "local_media_not_allowed",
+        )
+    resolved = Path(path).resolve()  # `..` and symlinks followed: the check is on where the file really is
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise InvalidRequest(
+            f"{url[:80]} lies outside the allowed local media paths (--allowed-local-media-path)",
+            param,
+            "local_media_not_allowed",
+        )
+    return str(resolved)
 
 
 def _load_video(url: str) -> Any:
+    """The frames of a data URL or a local path (one `_media_source` allowed)."""
     from safevid.backends import media
 
-    if url.startswith(("http://", "https://")):
-        raise ValueError(f"remote media are not fetched by this server: {url[:80]}")
     if not url.startswith("data:"):
-        return media.sample(url.removeprefix("file://"), None)
+        return media.sample(url, None)
     mime, payload = media.decode_data_url(url)
     if isinstance(payload, list):
         return _frames_video(payload)

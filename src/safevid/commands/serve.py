@@ -10,6 +10,12 @@ usage at the end with ``stream_options``), ``chat.completions.parse`` and ``resp
 schemas, vLLM's ``structured_outputs`` choices and regexes (schemas and regexes are decoded under with
 the ``constrained`` extra, else refused with a 400), ``GET /v1/models/{id}``.
 
+Local media are refused unless allowed: a request may name a local file (``file://`` URL or path) in an
+``image_url`` or ``video_url`` part only if it resolves (symlinks and ``..`` followed) inside a folder given
+with ``--allowed-local-media-path`` (repeatable); remote ``http(s)`` media are never fetched (send data URLs).
+``n`` and ``top_logprobs`` are capped (``--max-n``, ``--max-top-logprobs``); a malformed request is a 4xx in
+OpenAI's error shape, a ``model`` other than the served one a 404.
+
 The API key a client must present, if any, is read from $SAFEVID_SERVE_API_KEY (never a flag, so it
 stays out of shell history and process listings).
 """
@@ -35,15 +41,28 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="Run code shipped with the checkpoint."
     )
+    parser.add_argument(
+        "--allowed-local-media-path",
+        action="append",
+        metavar="FOLDER",
+        help="A folder whose files requests may name as local media (file:// URLs or paths); repeatable. "
+        "Without it, local media are refused.",
+    )
+    # Defaults left to the server (`LoopbackServer`), whose module is imported only to serve.
+    parser.add_argument("--max-n", type=int, help="Most choices (n) per request (default 16).")
+    parser.add_argument("--max-top-logprobs", type=int, help="Most top_logprobs per request (default 20).")
 
 
 def server_options(args: argparse.Namespace) -> dict[str, object]:
     """`LoopbackServer` keyword arguments of the options `add_server_arguments` declares."""
+    caps = {"max_n": args.max_n, "max_top_logprobs": args.max_top_logprobs}
     return {
+        **{k: v for k, v in caps.items() if v is not None},
         "model_name": args.model_name,
         "host": args.host,
         "port": args.port,
         "api_key": os.environ.get("SAFEVID_SERVE_API_KEY") or None,
+        "allowed_local_media_path": args.allowed_local_media_path,
         "backend_options": {
             "device": args.device,
             "dtype": args.dtype,

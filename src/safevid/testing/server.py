@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from safevid.backends.server import (
+    InvalidRequest,
     LoopbackServer,
     _error_body,
-    _sampling_from,
     _structured_from,
     _wire_choices,
 )
@@ -163,8 +163,10 @@ class FaultInjectingServer(LoopbackServer):
         if not self.latency_only:
             return await super()._complete(request)
         try:
-            params = _sampling_from(request)
+            params = self._sampling(request)
             _structured_from(request)  # refused as the real server refuses it, though not applied
+        except InvalidRequest as e:
+            return e.status, e.body()
         except (ValueError, TypeError) as e:
             return 400, _error_body(str(e), "bad_request")
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request["messages"])
