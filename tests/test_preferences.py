@@ -136,8 +136,13 @@ def test_the_command_converts_validates_and_writes_both_configs(tmp_path, secret
     source = _align_anything(tmp_path / "aa", secret)
     out = tmp_path / "out"
     assert _convert(source, out, "--format", "align-anything") == 1  # 1 of 3 rejected, over the default 1 %
-    assert "Stopped: 1 of 3 rows of the train split rejected" in capsys.readouterr().err
-    assert not out.exists()  # nothing half-written
+    error = capsys.readouterr().err
+    assert "Stopped: 1 of 3 rows of the train split rejected" in error
+    assert f"{tmp_path / 'out.rejected'}/" in error
+    assert not out.exists()  # nothing half-written, the rejects kept beside it
+    [reject] = [json.loads(line) for line in (tmp_path / "out.rejected" / "rejects-train.jsonl").open()]
+    assert reject["name"].endswith("[train] row 2")
+    assert str(secret) in reject["cause"]
     allowed = ["--allowed-local-media-path", str(secret.parent)]
     assert _convert(source, out, "--format", "align-anything", *allowed) == 0
     flat = load_dataset(str(out), "default", split="train")

@@ -41,6 +41,10 @@ REPORT_FOLDER = ".safevid-conversion"  # hidden: rejects name local paths, so it
 _ROWS_PER_GROUP = 16  # rows hold whole videos: keep the write buffer small
 
 
+class TooManyRejected(ValueError):
+    """A conversion stopped: more than `max_rejected_fraction` of a split was rejected."""
+
+
 class RowRejected(Exception):
     """A row that cannot become a SafeVid row; ``reason`` is a short code, ``cause`` the detail."""
 
@@ -248,7 +252,8 @@ def convert_preferences(
         `ConversionReport`: the counts; also written to ``.safevid-conversion/summary.json`` with the rejects.
 
     Raises:
-        `ValueError`: a missing column, or too many rejected rows (naming the reasons and the rejects file).
+        `ValueError`: a missing column; `TooManyRejected` (a `ValueError`): too many rejected rows, naming the
+            reasons and ``<output>.rejected/``, where the rejects are kept (nothing else is written).
         `FileExistsError`: ``output_dir`` exists.
     """
     output = Path(output_dir)
@@ -263,6 +268,15 @@ def convert_preferences(
             _convert_split(dataset, split, mapper, staging, references, report, max_rejected_fraction)
         _write_card(staging, report)
         os.replace(staging, output)
+    except TooManyRejected as error:
+        # Nothing is written, but the rejects are kept beside where the output would have been.
+        kept = output.with_name(f"{output.name}.rejected")
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.move(staging / REPORT_FOLDER, kept)
+        raise TooManyRejected(
+            f"{error} Every rejected row and its cause: {kept}/. Fix them, or raise --max-rejected-fraction "
+            "to convert without them."
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
@@ -309,13 +323,10 @@ def _convert_split(
                     }
                     rejects.write(json.dumps(record) + "\n")
                     if rejected > allowed:
-                        rejects.flush()
-                        raise ValueError(
+                        raise TooManyRejected(
                             f"{report.format_summary()}\nStopped: {rejected} of {total} rows of the {split} split "
-                            f"rejected, over max_rejected_fraction={max_rejected_fraction}. Every rejected row and "
-                            f"its cause: {reports / f'rejects-{split}.jsonl'}. Fix them, or raise "
-                            "--max-rejected-fraction to convert without them."
-                        ) from None
+                            f"rejected, over max_rejected_fraction={max_rejected_fraction}."
+                        )
                     continue
                 system_prompts += bool(row.get("system"))
                 if len(buffer) >= _ROWS_PER_GROUP:
