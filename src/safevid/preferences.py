@@ -326,7 +326,7 @@ def _convert_split(
                         raise TooManyRejected(
                             f"{report.format_summary()}\nStopped: {rejected} of {total} rows of the {split} split "
                             f"rejected, over max_rejected_fraction={max_rejected_fraction}."
-                        )
+                        ) from None
                     continue
                 system_prompts += bool(row.get("system"))
                 if len(buffer) >= _ROWS_PER_GROUP:
