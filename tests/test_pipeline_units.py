@@ -307,13 +307,36 @@ def test_dataset_cells_outside_the_dataset_are_never_read_unless_allowed(tmp_pat
     dropped = list(store.iter_stage("source", DROPPED))
     assert [r.reason for r in dropped] == ["local_path_not_allowed"] * 2
     assert all("allowed_local_media_path" in r.data["message"] for r in dropped)
-    assert "row 1" in dropped[0].data["message"]
-    assert str(secret) in dropped[0].data["message"]
+    by_row = {r.data["source"].split(" (")[0].rsplit(" ", 1)[1]: r.data["message"] for r in dropped}
+    assert sorted(by_row) == ["1", "2"]
+    assert f"video {str(secret)!r}: is an absolute path" in by_row["1"]
+    assert "video '../private/secret.mp4': leads out of" in by_row["2"]
     allowed = [{"dataset": str(tmp_path / "ds"), "allowed_local_media_path": [str(tmp_path / "private")]}]
     store = _ingest(tmp_path / "allowed", allowed)
     videos = list(store.iter_stage("video"))
     assert len(videos) == 2  # the secret once; its second cell is the same bytes
     assert [r.reason for r in store.iter_stage("source", DROPPED)] == ["duplicate_video"]
+
+
+def test_decontamination_hashes_only_the_videos_a_dataset_may_name(tmp_path, caplog):
+    import hashlib
+
+    from datasets import Dataset
+
+    from safevid.pipeline.config import DecontaminationConfig
+    from safevid.pipeline.dedup import iter_video_ids_and_queries
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "a.mp4").write_bytes(b"inside")
+    (tmp_path / "secret.mp4").write_bytes(b"outside")
+    Dataset.from_dict({"video": ["a.mp4", str(tmp_path / "secret.mp4")], "prompt": ["q1", "q2"]}).to_parquet(
+        str(tmp_path / "bench" / "test.parquet")
+    )
+    spec = DecontaminationConfig(dataset=str(tmp_path / "bench"), video_id_column=None)
+    rows = list(iter_video_ids_and_queries(spec, Path))
+    assert rows == [(hashlib.sha256(b"inside").hexdigest(), "q1"), (None, "q2")]
+    assert "1 video(s) of" in caplog.text
+    assert "is an absolute path" in caplog.text
 
 
 def test_ingest_urls_and_a_dataset_video_column(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "eval": "safevid.commands.eval",
     "serve": "safevid.commands.serve",
     "sample": "safevid.commands.sample",
+    "convert-preferences": "safevid.commands.convert_preferences",
 }
 
 

@@ -13,6 +13,7 @@ near duplicate of a benchmark query, is dropped.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -194,7 +195,9 @@ def iter_video_ids_and_queries(
     """Yield ``(video id, query)`` for every row of the dataset ``spec`` names, streaming.
 
     The video id is read from ``spec.video_id_column`` when the dataset has it, else it is the SHA-256
-    of the video bytes (as ingest computes it), else `None`.
+    of the video bytes (as ingest computes it), else `None`. Video cells are read only through
+    `safevid.video.references` (relative to the dataset; absolute paths never read): a cell it cannot
+    resolve gives `None`, and their count is logged with the first cause.
 
     Args:
         spec (`DecontaminationConfig`): The dataset (Hub id or folder), config, split and column names.
@@ -208,6 +211,7 @@ def iter_video_ids_and_queries(
     from datasets import Video, load_dataset
 
     from safevid.pipeline.ingest import file_sha256
+    from safevid.video.references import VideoReferenceError, VideoReferences
 
     assert spec.dataset is not None
     local = resolve(spec.dataset)
@@ -223,14 +227,28 @@ def iter_video_ids_and_queries(
     has_video = spec.video_column in columns
     if has_video and not has_id:
         dataset = dataset.cast_column(spec.video_column, Video(decode=False))
-    for row in dataset:
+    exists = Path(local).exists()
+    references = VideoReferences(
+        dataset_dir=location if exists else None, hub_dataset=None if exists else location
+    )
+    unresolved: list[str] = []
+    for index, row in enumerate(dataset):
         video_id = None
         if has_id:
             video_id = row[spec.video_id_column]
         elif has_video and row[spec.video_column]:
-            cell = row[spec.video_column]
-            if cell.get("bytes"):
-                video_id = hashlib.sha256(cell["bytes"]).hexdigest()
-            elif cell.get("path") and Path(cell["path"]).is_file():
-                video_id = file_sha256(Path(cell["path"]))
+            try:
+                resolved = references.resolve(row[spec.video_column], row_name=f"{spec.dataset} row {index}")
+                video_id = (
+                    hashlib.sha256(resolved).hexdigest()
+                    if isinstance(resolved, bytes)
+                    else file_sha256(resolved)
+                )
+            except VideoReferenceError as error:
+                unresolved.append(str(error))
         yield video_id, row[spec.query_column] if queries else None
+    if unresolved:
+        logging.getLogger(__name__).warning(
+            "%d video(s) of %s could not be identified (their rows cannot exclude a video), e.g. %s",
+            len(unresolved), spec.dataset, unresolved[0],
+        )  # fmt: skip

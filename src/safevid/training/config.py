@@ -32,6 +32,8 @@ class ScriptArguments(TrlScriptArguments):
     `dataset_config` is `"default"` (flat columns) or `"conversational"` (TRL's preference format). Both give
     the same training sequences. Video cells resolve as `safevid.video.references` says: relative paths inside
     the dataset's folder or Hub repository (or `video_root`); absolute ones only under `allowed_local_media_path`.
+    With `dataset_format` other than `"safevid"`, the dataset is first converted and validated once
+    (`safevid.preferences`) into `<cache_dir>/converted/`, and that copy is trained on.
     """
 
     dataset_config: str | None = field(
@@ -41,6 +43,28 @@ class ScriptArguments(TrlScriptArguments):
         },
     )
 
+    dataset_format: str = field(
+        default="safevid",
+        metadata={
+            "help": "Format of `dataset_name`: 'safevid', or one converted (and validated) once before training: "
+            "'align-anything', 'llamafactory', 'columns' (with `column_map`).",
+            "choices": ["safevid", "align-anything", "llamafactory", "columns"],
+        },
+    )
+    column_map: str | None = field(
+        default=None,
+        metadata={
+            "help": "For dataset_format=columns: SafeVid name=dataset column pairs, e.g. "
+            "'video=video_path,prompt=question,chosen=safe_answer,rejected=unsafe_answer'."
+        },
+    )
+    max_rejected_fraction: float = field(
+        default=0.01,
+        metadata={
+            "help": "Converting an outside format stops once more than this share of a split's rows is rejected "
+            "(rejected rows are always reported by name and cause)."
+        },
+    )
     video_root: str | None = field(
         default=None,
         metadata={
@@ -56,6 +80,10 @@ class ScriptArguments(TrlScriptArguments):
     )
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_rejected_fraction <= 1.0:
+            raise ValueError(
+                f"max_rejected_fraction={self.max_rejected_fraction}: use a share between 0 and 1."
+            )
         if self.dataset_streaming:
             raise ValueError(
                 "dataset_streaming=True is not supported by video DPO: frames are decoded once into an on-disk "

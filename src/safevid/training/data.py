@@ -229,7 +229,6 @@ def prepare_preference_dataset(
     cache_dir.mkdir(parents=True, exist_ok=True)
     store = frame_store_for(args)
     row_args = _RowArgs.from_config(args, references or VideoReferences())
-    keys = _frame_keys(dataset, row_args)
     fingerprint = _fingerprint(dataset, processor, args, row_args.references)
     features = Features(
         {
@@ -249,6 +248,7 @@ def prepare_preference_dataset(
         }
     )
     with global_then_local_main_first():
+        keys = _frame_keys(dataset, row_args)  # may download or extract videos: the main process first
         failures, decoded = _fill_frame_store(dataset, keys, store, row_args, args.dataset_num_proc, split)
         prepared = dataset.map(
             _prepare_row,

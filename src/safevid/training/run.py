@@ -42,17 +42,17 @@ def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_a
         "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
     }
-    train = load_preference_dataset(
-        script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
-    )
-    evaluation = None
+    splits = [script_args.dataset_train_split]
     if training_args.eval_strategy != "no":
-        evaluation = load_preference_dataset(
-            script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
-        )
+        splits.append(script_args.dataset_test_split)
+    data, config = script_args.dataset_name, script_args.dataset_config
+    if script_args.dataset_format != "safevid":
+        data, config = str(converted_dataset(script_args, training_args, splits)), "default"
+    train = load_preference_dataset(data, config, splits[0])
+    evaluation = load_preference_dataset(data, config, splits[1]) if len(splits) > 1 else None
     trainer = VideoDPOTrainer(
         model_args.model_name_or_path,
-        video_references=video_references(script_args, training_args),
+        video_references=video_references(data, script_args, training_args),
         args=training_args,
         train_dataset=train,
         eval_dataset=evaluation,
@@ -79,16 +79,70 @@ def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_a
     return trainer
 
 
-def video_references(script_args: ScriptArguments, training_args: VideoDPOConfig) -> VideoReferences:
+def video_references(
+    data: str, script_args: ScriptArguments, training_args: VideoDPOConfig
+) -> VideoReferences:
     """How the run's video cells resolve: inside the dataset's folder or Hub repository, or `video_root`."""
-    local = Path(script_args.dataset_name).expanduser()
+    local = Path(data).expanduser()
     return VideoReferences(
         dataset_dir=str(local) if local.is_dir() else None,
-        hub_dataset=None if local.is_dir() else script_args.dataset_name,
+        hub_dataset=None if local.is_dir() else data,
         video_root=script_args.video_root,
         allowed_local_media_path=tuple(script_args.allowed_local_media_path),
-        cache_dir=str(Path(training_args.cache_dir or default_cache_dir()) / "media"),
+        cache_dir=str(_cache_dir(training_args) / "media"),
     )
+
+
+def converted_dataset(script_args: ScriptArguments, training_args: VideoDPOConfig, splits: list[str]) -> Path:
+    """The SafeVid-format copy of an outside-format dataset, converted once (by the main process) and reused.
+
+    The copy is keyed by the source splits' `datasets` fingerprints and the conversion settings, so a changed
+    source or column map converts again. Rejected rows are printed with their cause and kept in the copy's
+    ``.safevid-conversion/`` folder.
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    from accelerate import PartialState
+
+    from safevid.preferences import convert_preferences, load_source, parse_column_map
+
+    config = None if script_args.dataset_config == "default" else script_args.dataset_config
+    loaded = {split: load_source(script_args.dataset_name, config=config, split=split) for split in splits}
+    column_map = parse_column_map(script_args.column_map) if script_args.dataset_format == "columns" else None
+    references = dataclasses.replace(
+        next(iter(loaded.values()))[1],
+        video_root=script_args.video_root,
+        allowed_local_media_path=tuple(script_args.allowed_local_media_path),
+        cache_dir=str(_cache_dir(training_args) / "media"),
+    )
+    key = json.dumps(
+        [script_args.dataset_format, column_map, script_args.max_rejected_fraction, references.video_root,
+         references.allowed_local_media_path, {split: ds._fingerprint for split, (ds, _) in loaded.items()}],
+        sort_keys=True,
+    )  # fmt: skip
+    folder = _cache_dir(training_args) / "converted" / hashlib.sha256(key.encode()).hexdigest()[:32]
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process and not folder.exists():
+            report = convert_preferences(
+                {split: dataset for split, (dataset, _) in loaded.items()},
+                script_args.dataset_format,
+                folder,
+                references=references,
+                source_name=script_args.dataset_name,
+                column_map=column_map,
+                max_rejected_fraction=script_args.max_rejected_fraction,
+            )
+            state.print(report.format_summary())
+        elif state.is_main_process:
+            state.print(f"[safevid] using the converted copy {folder} of {script_args.dataset_name}")
+    return folder
+
+
+def _cache_dir(training_args: VideoDPOConfig) -> Path:
+    return Path(training_args.cache_dir or default_cache_dir())
 
 
 def _resume_point(args: VideoDPOConfig) -> str | None:

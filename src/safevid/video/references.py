@@ -183,14 +183,14 @@ class VideoReferences:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError
 
-        parts = PurePosixPath(reference).parts
-        if ".." in parts:
+        member = PurePosixPath(reference)
+        if ".." in member.parts:
             return self._allowed(
                 Path(reference), row_name, cell, f"leads out of the repository {self.hub_dataset}"
             )
         try:
             path = hf_hub_download(
-                self.hub_dataset, reference, repo_type="dataset", revision=self.hub_revision
+                self.hub_dataset, member.as_posix(), repo_type="dataset", revision=self.hub_revision
             )
         except EntryNotFoundError:
             raise VideoReferenceError(
