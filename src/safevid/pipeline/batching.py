@@ -156,6 +156,7 @@ def run_streamed(
             for future in done:
                 unit, position = inflight.pop(future)
                 unit.results[position] = future.result()
+                ctx.checkpoint.result(stage)
                 unit.waiting -= 1
                 if unit.waiting == 0:
                     advance(unit, [r for r in unit.results if r is not None])
