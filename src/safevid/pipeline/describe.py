@@ -2,8 +2,8 @@
 
 The frames are those ingest sampled with the build's `VideoSampling`, read back from the build's frame
 store (`safevid.pipeline.frames`; decoded again only if the entry is missing) in a pool of decode worker
-processes (``decode_workers``), which also encode them for the wire, ahead of the requests: the main
-process only streams requests (`safevid.pipeline.batching.run_streamed`). Each goes out with the
+processes (``decode_workers``), which also encode them for the wire, ahead of the requests (a local engine,
+which takes the frames themselves, memory-maps them in-process): the main process only streams requests (`safevid.pipeline.batching.run_streamed`). Each goes out with the
 ``describe`` prompt; the record keeps the text, the model, its revision and the prompt hash. An empty
 description is dropped with its reason.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
 
 from safevid.backends import ChatRequest, text_part, video_part
 from safevid.pipeline.batching import Work, failure, pending, run_streamed, sampling_params
@@ -45,11 +44,7 @@ def run_describe(ctx: BuildContext, store: RecordStore) -> None:
         decoded[outcome.decoded] += 1
         metadata = outcome.metadata
         prompt = ctx.render("describe", duration=metadata["duration"], timestamps=metadata["timestamps"])
-        frames: list[dict[str, Any]]
-        if outcome.parts is not None:
-            frames = outcome.parts
-        else:  # a local engine takes the frames themselves: the worker left them in the store
-            frames = [video_part(stored_video(root, video.key, video.data["path"], sampling.to_dict())[0])]
+        frames = outcome.parts if outcome.parts is not None else [video_part(outcome.sampled)]
         params = sampling_params(ctx, cfg.sampling, STAGE, video.key)
         request = ChatRequest([{"role": "user", "content": [*frames, text_part(prompt)]}], params)
         [result] = yield [(backend, request)]
@@ -61,15 +56,28 @@ def run_describe(ctx: BuildContext, store: RecordStore) -> None:
             return [Record(STAGE, video.key, video.key, DROPPED, "empty_description", data)]
         return [Record(STAGE, video.key, video.key, OK, None, data)]
 
+    def in_process(video: Record) -> PreparedVideo | VideoDecodeError:
+        # A local engine takes the frames themselves, which ingest stored: nothing to encode ahead.
+        try:
+            sampled, was_decoded = stored_video(root, video.key, video.data["path"], sampling.to_dict())
+        except VideoDecodeError as error:
+            return error
+        return PreparedVideo(sampled.metadata(), None, was_decoded, sampled)
+
     todo = pending(store, store.iter_stage("video"), STAGE, lambda r: r.key)
-    with DecodePool(ctx.config.decode_workers, sampling.timeout_s) as pool:
-        prepared = pool.imap_unordered(
-            PREPARE_VIDEO,
-            todo,
-            lambda v: (root, v.key, v.data["path"], sampling.to_dict(), encoding),
-            name_of=lambda v: v.data["path"],
-        )
-        run_streamed(ctx, store, STAGE, (describe(v, o) for v, o in prepared), commit_every=cfg.batch_size)
+    if encoding is None:
+        units = (describe(v, in_process(v)) for v in todo)
+        run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
+    else:
+        with DecodePool(ctx.config.decode_workers, sampling.timeout_s) as pool:
+            prepared = pool.imap_unordered(
+                PREPARE_VIDEO,
+                todo,
+                lambda v: (root, v.key, v.data["path"], sampling.to_dict(), encoding),
+                name_of=lambda v: v.data["path"],
+            )
+            units = (describe(v, o) for v, o in prepared)
+            run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
     logger.info(
         "describe: %d video(s) read from the frame store, %d decoded again", decoded[False], decoded[True]
     )
