@@ -119,6 +119,11 @@ def run_streamed(
     last_commit = time.monotonic()
     source = iter(units)
     exhausted = False
+    bar: Any = None
+    if ctx.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=stage, unit="req", dynamic_ncols=True)  # no total: the units are read lazily
 
     def window() -> int:
         return max((s.capacity for s in streams.values()), default=1) * max(1, len(streams))
@@ -157,6 +162,8 @@ def run_streamed(
                 unit, position = inflight.pop(future)
                 unit.results[position] = future.result()
                 ctx.checkpoint.result(stage)
+                if bar is not None:
+                    bar.update(1)
                 unit.waiting -= 1
                 if unit.waiting == 0:
                     advance(unit, [r for r in unit.results if r is not None])
@@ -167,3 +174,5 @@ def run_streamed(
     finally:
         for stream in streams.values():
             stream.close()
+        if bar is not None:
+            bar.close()
