@@ -10,6 +10,7 @@ description is dropped with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 
@@ -18,15 +19,22 @@ from safevid.pipeline.batching import Work, failure, pending, run_streamed, samp
 from safevid.pipeline.context import BuildContext
 from safevid.pipeline.frames import PREPARE_VIDEO, PreparedVideo, frames_root, stored_video
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
+from safevid.video.pool import DecodePool
 
 STAGE = "describe"
 logger = logging.getLogger(__name__)
 
 
-def run_describe(ctx: BuildContext, store: RecordStore) -> None:
-    """Describe every ingested video of the store that has no description yet."""
+def run_describe(ctx: BuildContext, store: RecordStore, *, pool: DecodePool | None = None) -> None:
+    """Describe every ingested video of the store that has no description yet.
+
+    Args:
+        ctx: The build's context.
+        store: This shard's record store.
+        pool: A decode pool to prepare the videos in (kept open); by default one of ``decode_workers``
+            processes, started for the stage and closed after it.
+    """
     from safevid.video import VideoDecodeError
-    from safevid.video.pool import DecodePool
 
     cfg = ctx.config.describe
     backend = ctx.backend(cfg.model)
@@ -69,7 +77,9 @@ def run_describe(ctx: BuildContext, store: RecordStore) -> None:
         units = (describe(v, in_process(v)) for v in todo)
         run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
     else:
-        with DecodePool(ctx.config.decode_workers, sampling.timeout_s) as pool:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(DecodePool(ctx.config.decode_workers, sampling.timeout_s))
             prepared = pool.imap_unordered(
                 PREPARE_VIDEO,
                 todo,
