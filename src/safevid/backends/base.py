@@ -233,6 +233,11 @@ class RequestStream(ABC):
         """Stop the stream once the submitted requests are answered."""
 
 
+# Local engines load lazily and share the device: one `generate` at a time across every stream (two threads
+# loading transformers checkpoints at once break its meta-device initialisation).
+_ENGINE_LOCK = threading.Lock()
+
+
 class _MicroBatchStream(RequestStream):
     """The default stream: a thread runs whatever requests are waiting as one `generate` batch."""
 
@@ -260,7 +265,8 @@ class _MicroBatchStream(RequestStream):
                     break
                 waiting.append(item)
             try:
-                batch = self.backend.generate([request for request, _ in waiting], progress=False)
+                with _ENGINE_LOCK:
+                    batch = self.backend.generate([request for request, _ in waiting], progress=False)
             except BaseException as error:  # an engine failure fails its waiting requests, not the thread
                 for _, future in waiting:
                     future.set_exception(error)
