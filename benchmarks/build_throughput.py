@@ -104,7 +104,7 @@ def main() -> None:
         root = Path(tmp)
         clips = root / "clips"
         for i in range(clips_n):
-            make_test_video(clips / f"clip{i:02d}.mp4", width=1280, height=720, duration=clip_s, fps=30.0,
+            make_test_video(clips / f"clip{i:02d}.mp4", width=1280, height=720, duration=clip_s + i / 10, fps=30.0,
                             gop_seconds=2.0)  # fmt: skip
         config = _config(root, clips, server.base_url, describe_c, text_c, args.workers)
         ctx = BuildContext(config)
