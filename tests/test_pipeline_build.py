@@ -66,10 +66,37 @@ def read_rows(folder: Path, config: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    import logging
+
     tmp = tmp_path_factory.mktemp("demo")
     config = demo_config(tmp)
-    result = run_build(config)
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    describe_log = logging.getLogger("safevid.pipeline.describe")
+    describe_log.addHandler(handler)
+    level, describe_log.level = describe_log.level, logging.INFO
+    try:
+        result = run_build(config)
+    finally:
+        describe_log.removeHandler(handler)
+        describe_log.setLevel(level)
+    config.describe_messages = messages  # type: ignore[attr-defined]
     return tmp, config, result
+
+
+def test_each_video_is_decoded_once_and_describe_reads_the_frames_back(built):
+    from safevid.pipeline.store import RecordStore
+    from safevid.video.frame_store import FrameStore, frame_key
+
+    _tmp, config, result = built
+    with RecordStore(result.store_path, readonly=True) as store:
+        videos = [r.key for r in store.iter_stage("video")]
+    frames = FrameStore(config.work_path / "frames")
+    assert sorted(frames.keys()) == sorted(frame_key(v, config.video_sampling) for v in videos)
+    assert config.describe_messages == [
+        f"describe: {len(videos)} video(s) read from the frame store, 0 decoded again"
+    ]
 
 
 def test_demo_build_publishes_50_pairs_that_load_in_both_configs(built):

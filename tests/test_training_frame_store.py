@@ -13,7 +13,7 @@ from safevid.testing.tiny_models import build_tiny_model
 from safevid.training import VideoDPOConfig, load_preference_dataset, prepare_preference_dataset
 from safevid.training import data as data_module
 from safevid.training.collator import VideoPreferenceCollator
-from safevid.training.frame_store import FrameStore
+from safevid.video.frame_store import FrameStore
 
 ROWS, ROWS_PER_VIDEO = 6, 3
 

@@ -20,7 +20,7 @@ print(batch[0].text if batch[0].ok else batch[0].error, batch.summary)
 ```
 """
 
-from safevid.backends.base import Backend, BackendConfig, GenerationBatch, make_backend
+from safevid.backends.base import Backend, BackendConfig, GenerationBatch, RequestStream, make_backend
 from safevid.backends.cache import ResponseCache, default_cache_dir, request_key
 from safevid.backends.progress import BatchSummary
 from safevid.backends.structured import StructuredOutputError, extract_json, parse_structured, validate
@@ -47,6 +47,7 @@ __all__ = [
     "Choice",
     "GenerationBatch",
     "RequestError",
+    "RequestStream",
     "ResponseCache",
     "SamplingParams",
     "StructuredOutput",

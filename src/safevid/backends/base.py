@@ -6,12 +6,19 @@ response cache look-ups and stores, structured-output parsing, progress and summ
 implements only `_generate(requests, hooks)`, calling ``hooks.finish(i, result)`` as each result
 lands (and ``hooks.retry()`` per retry, for the progress bar).
 A failed request is a result with ``error`` set; nothing a single request does raises out of a batch.
+
+`Backend.open_stream` is the unbatched form: a `RequestStream` takes requests one at a time and
+answers each with a future, so a caller keeps the server busy with a new request as soon as one
+finishes instead of waiting for a whole batch (`safevid.pipeline.batching.run_streamed`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
+import queue
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -193,6 +200,86 @@ class Backend(ABC):
     def _generate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
         """Generate ``requests``, calling ``hooks.finish(i, result)`` once per request as it completes."""
 
+    def media_encoding(self) -> dict[str, str] | None:
+        """How this backend puts sampled video on the wire (`safevid.backends.media.sampled_video_parts`
+        keyword arguments), so callers can encode frames ahead, in worker processes; `None` when the
+        backend takes the frames themselves (local engines)."""
+        return None
+
+    def open_stream(self) -> RequestStream:
+        """A `RequestStream` on this backend: requests one at a time, each answered by a future.
+
+        This default gathers whatever requests are waiting into one `generate` call on a background
+        thread (engines that batch on the device); the HTTP backend sends each request on its own.
+        """
+        return _MicroBatchStream(self)
+
+
+class RequestStream(ABC):
+    """Requests submitted one at a time, each answered by a `concurrent.futures.Future` of its `ChatResult`.
+
+    Attributes:
+        capacity (`int`): requests worth keeping in flight to keep the backend busy.
+    """
+
+    capacity: int
+
+    @abstractmethod
+    def submit(self, request: ChatRequest) -> concurrent.futures.Future[ChatResult]:
+        """Start ``request``; the future never raises for a failed request (the result carries ``error``)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the stream once the submitted requests are answered."""
+
+
+# Local engines load lazily and share the device: one `generate` at a time across every stream (two threads
+# loading transformers checkpoints at once break its meta-device initialisation).
+_ENGINE_LOCK = threading.Lock()
+
+
+class _MicroBatchStream(RequestStream):
+    """The default stream: a thread runs whatever requests are waiting as one `generate` batch."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.capacity = max(backend.config.batch_size, backend.config.max_concurrency)
+        self._queue: queue.SimpleQueue[tuple[ChatRequest, concurrent.futures.Future[ChatResult]] | None]
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="safevid-stream", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: ChatRequest) -> concurrent.futures.Future[ChatResult]:
+        future: concurrent.futures.Future[ChatResult] = concurrent.futures.Future()
+        self._queue.put((request, future))
+        return future
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            waiting = [first]
+            stop = False
+            while len(waiting) < self.capacity and not self._queue.empty():
+                item = self._queue.get()
+                if item is None:
+                    stop = True
+                    break
+                waiting.append(item)
+            try:
+                with _ENGINE_LOCK:
+                    batch = self.backend.generate([request for request, _ in waiting], progress=False)
+            except BaseException as error:  # an engine failure fails its waiting requests, not the thread
+                for _, future in waiting:
+                    future.set_exception(error)
+            else:
+                for (_, future), result in zip(waiting, batch, strict=True):
+                    future.set_result(result)
+            if stop:
+                return
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
 
 class _BatchRun:
     """The bookkeeping of one batch: cache hits up front, then each pending request's result."""
@@ -204,43 +291,21 @@ class _BatchRun:
         self.progress = BatchProgress(
             len(self.requests), progress, desc=f"{backend.kind}:{backend.config.model}"
         )
-        cache = backend.cache
-        extra = backend.cache_extra() if cache is not None else None  # once a batch: it may stat a checkpoint
+        extra = (
+            backend.cache_extra() if backend.cache is not None else None
+        )  # once a batch: it may stat a checkpoint
         self.keys: list[str | None] = [None] * len(self.requests)
         self.pending: list[int] = []
         for i, request in enumerate(self.requests):
-            if cache is not None:
-                try:
-                    key = request_key(
-                        backend.kind, backend.config.model, backend.config.revision, request, extra
-                    )
-                except (
-                    OSError,
-                    TypeError,
-                ) as e:  # e.g. a video file that is not there: fails this request only
-                    self._record(
-                        i,
-                        ChatResult(
-                            request.id,
-                            error=RequestError("invalid_request", f"{type(e).__name__}: {e}"),
-                            metadata=request.metadata,
-                        ),
-                    )
-                    continue
-                self.keys[i] = key
-                if (hit := cache.get(key, request)) is not None:
-                    self._record(i, hit)
-                    continue
-            self.pending.append(i)
+            self.keys[i], ready = look_up(backend, request, extra)
+            if ready is not None:
+                self._record(i, ready)
+            else:
+                self.pending.append(i)
 
     def finish(self, position: int, result: ChatResult) -> None:
         i = self.pending[position]
-        request = self.requests[i]
-        result.request_id, result.metadata = request.id, request.metadata
-        if result.ok and request.structured is not None:
-            _parse_choices(result, request)
-        if result.ok and self.backend.cache is not None and self.keys[i] is not None:
-            self.backend.cache.put(self.keys[i], result)
+        settle(self.backend, self.requests[i], self.keys[i], result)
         self._record(i, result)
 
     def _record(self, i: int, result: ChatResult) -> None:
@@ -257,6 +322,28 @@ class _BatchRun:
         if missing:
             raise RuntimeError(f"backend returned no result for requests {missing[:5]}")
         return GenerationBatch([r for r in self.results if r is not None], self.progress.close())
+
+
+def look_up(backend: Backend, request: ChatRequest, extra: Any) -> tuple[str | None, ChatResult | None]:
+    """``(cache key, result ready without sending)``: a cache hit, or the failure of a request whose media
+    cannot be read (it fails alone); ``extra`` is ``backend.cache_extra()``."""
+    if backend.cache is None:
+        return None, None
+    try:
+        key = request_key(backend.kind, backend.config.model, backend.config.revision, request, extra)
+    except (OSError, TypeError) as e:  # e.g. a video file that is not there
+        error = RequestError("invalid_request", f"{type(e).__name__}: {e}")
+        return None, ChatResult(request.id, error=error, metadata=request.metadata)
+    return key, backend.cache.get(key, request)
+
+
+def settle(backend: Backend, request: ChatRequest, key: str | None, result: ChatResult) -> None:
+    """Finish a sent request's result: its ids, its parsed choices, and its cache entry."""
+    result.request_id, result.metadata = request.id, request.metadata
+    if result.ok and request.structured is not None:
+        _parse_choices(result, request)
+    if result.ok and backend.cache is not None and key is not None:
+        backend.cache.put(key, result)
 
 
 def _parse_choices(result: ChatResult, request: ChatRequest) -> None:

@@ -71,6 +71,18 @@ def frames_as_video_url(video: Any) -> str:
     return f"data:video/jpeg;base64,{frames}"
 
 
+def sampled_video_parts(
+    video: Any, video_input: str = "frames", image_format: str = "jpeg"
+) -> list[dict[str, Any]]:
+    """Sampled frames as OpenAI wire content parts: one ``video_url`` part (``video_input="video_url"``)
+    or one ``image_url`` part per frame (``"frames"``). Pure and picklable, so decode workers can run it."""
+    if video_input == "video_url":
+        return [{"type": "video_url", "video_url": {"url": frames_as_video_url(video)}}]
+    return [
+        {"type": "image_url", "image_url": {"url": url}} for url in frames_as_image_urls(video, image_format)
+    ]
+
+
 def file_as_data_url(path: str | Path, default_mime: str) -> str:
     """A data URL of a file's bytes, its MIME type guessed from the name (else ``default_mime``)."""
     path = Path(path)

@@ -31,12 +31,22 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from safevid.backends import dialects, media
-from safevid.backends.base import Backend, BackendConfig, BatchHooks, GenerationBatch, _BatchRun
+from safevid.backends.base import (
+    Backend,
+    BackendConfig,
+    BatchHooks,
+    GenerationBatch,
+    RequestStream,
+    _BatchRun,
+    look_up,
+    settle,
+)
 from safevid.backends.types import ChatRequest, ChatResult, Choice, RequestError, TokenLogprob, Usage
 
 logger = logging.getLogger(__name__)
@@ -103,14 +113,22 @@ class OpenAIBackend(Backend):
     def _generate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
         asyncio.run(self._agenerate(requests, hooks))
 
+    def open_stream(self) -> RequestStream:
+        """Requests one at a time, up to ``max_concurrency`` in flight, each sent as soon as it is submitted."""
+        return _OpenAIStream(self)
+
+    def _headers(self) -> tuple[dict[str, str], str | None]:
+        headers = {"Content-Type": "application/json", "User-Agent": "safevid"}
+        api_key = self.config.api_key()
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers, api_key
+
     async def _agenerate(self, requests: list[ChatRequest], hooks: BatchHooks) -> None:
         from safevid.backends.transport import TRANSPORTS
 
         c = self.config
-        headers = {"Content-Type": "application/json", "User-Agent": "safevid"}
-        api_key = c.api_key()
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+        headers, api_key = self._headers()
         transport = TRANSPORTS[c.http_client](self.url, headers, c.max_concurrency)
         sender = _Sender(self, transport, hooks, api_key)
         try:
@@ -252,20 +270,77 @@ class OpenAIBackend(Backend):
 
     def _video_parts(self, video: Any) -> list[dict[str, Any]]:
         c = self.config
+        if media.is_sampled_video(video):
+            return media.sampled_video_parts(video, c.video_input, c.image_format)
         if c.video_input == "video_url":
-            if media.is_sampled_video(video):
-                url = media.frames_as_video_url(video)
-            elif str(video).startswith(("http://", "https://", "data:")):
+            if str(video).startswith(("http://", "https://", "data:")):
                 url = str(video)
             else:
                 url = media.file_as_data_url(str(video).removeprefix("file://"), "video/mp4")
             return [{"type": "video_url", "video_url": {"url": url}}]
-        if not media.is_sampled_video(video):
-            video = media.sample(str(video).removeprefix("file://"), c.video_sampling)
-        return [
-            {"type": "image_url", "image_url": {"url": url}}
-            for url in media.frames_as_image_urls(video, c.image_format)
-        ]
+        video = media.sample(str(video).removeprefix("file://"), c.video_sampling)
+        return media.sampled_video_parts(video, c.video_input, c.image_format)
+
+    def media_encoding(self) -> dict[str, str]:
+        c = self.config
+        return {"video_input": c.video_input, "image_format": c.image_format}
+
+
+class _OpenAIStream(RequestStream):
+    """`OpenAIBackend.open_stream`: an event loop on its own thread sends each submitted request at once.
+
+    The server is identified, and each constraint kind probed, before the first request that needs it
+    (as a batch does); the cache is read on submit and written as each result lands.
+    """
+
+    def __init__(self, backend: OpenAIBackend) -> None:
+        self.backend = backend
+        self.capacity = backend.config.max_concurrency
+        self._extra = backend.cache_extra() if backend.cache is not None else None
+        self._checked: set[str | None] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="safevid-http", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+
+    async def _open(self) -> None:
+        from safevid.backends.transport import TRANSPORTS
+
+        c = self.backend.config
+        headers, api_key = self.backend._headers()
+        self._transport = TRANSPORTS[c.http_client](self.backend.url, headers, c.max_concurrency)
+        self._sender = _Sender(self.backend, self._transport, self, api_key)
+        self._check_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(c.max_concurrency)  # a deadline never counts a wait for a connection
+
+    def retry(self) -> None:
+        """`BatchHooks.retry`: retries are counted by each result's ``attempts``."""
+
+    def submit(self, request: ChatRequest) -> concurrent.futures.Future[ChatResult]:
+        key, ready = look_up(self.backend, request, self._extra)
+        if ready is not None:
+            future: concurrent.futures.Future[ChatResult] = concurrent.futures.Future()
+            future.set_result(ready)
+            return future
+        return asyncio.run_coroutine_threadsafe(self._send(request, key), self._loop)
+
+    async def _send(self, request: ChatRequest, key: str | None) -> ChatResult:
+        kind = dialects.constraint_kind(request.structured) if request.structured is not None else None
+        if kind not in self._checked:
+            async with self._check_lock:
+                if kind not in self._checked:
+                    await self.backend._check_structured_outputs([request], self._transport, self._sender)
+                    self._checked.add(kind)
+        async with self._slots:
+            result = await self._sender.send(request)
+        settle(self.backend, request, key, result)
+        return result
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._transport.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
 class _Sender:

@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 from safevid.backends import ChatRequest, SamplingParams, StructuredOutput
-from safevid.pipeline.batching import chunks, commit, failure, pending
+from safevid.pipeline.batching import Work, failure, pending, run_streamed
 from safevid.pipeline.context import BuildContext
 from safevid.pipeline.store import OK, Record, RecordStore
 from safevid.prompts import fence_token
@@ -47,79 +47,66 @@ def run_classify(ctx: BuildContext, store: RecordStore) -> None:
     choices = (BENIGN, *taxonomy.subcategory_ids)
     generator = ctx.generator(cfg.model, "classify")
     generator["rules_prompt_sha"] = ctx.prompt_sha("classify_rules")
-    todo = pending(store, store.iter_stage("describe"), STAGE, lambda r: r.key)
-    for batch in chunks(todo, cfg.batch_size):
-        requests = []
-        for record in batch:
-            description = record.data["description"]
-            prompt = ctx.render(
-                "classify", taxonomy=taxonomy, description=description, fence=fence_token(description)
-            )
-            requests.append(
+
+    def classify(record: Record) -> Work:
+        description = record.data["description"]
+        prompt = ctx.render(
+            "classify", taxonomy=taxonomy, description=description, fence=fence_token(description)
+        )
+        [result] = yield [
+            (
+                backend,
                 ChatRequest(
                     [{"role": "user", "content": prompt}],
                     _params(ctx, cfg.votes, cfg.temperature, f"labels|{record.key}"),
                     StructuredOutput(choice=choices, name="subcategory"),
-                )
+                ),
             )
-        results = backend.generate(requests, progress=ctx.progress)
-        records: list[Record] = []
-        labelled: list[tuple[Any, list[dict[str, Any]], dict[str, int]]] = []
-        rule_requests, rule_slots = [], []
-        for record, result in zip(batch, results, strict=True):
-            if not result.ok:
-                records.append(failure(STAGE, record.key, record.video_id, result, "classify"))
-                continue
-            votes = [c.parsed for c in result.choices]
-            labels = []
-            for subcategory_id, count in tally(votes, min_votes=cfg.min_votes, max_labels=cfg.max_labels):
-                sub = taxonomy.subcategory(subcategory_id)
-                label = {
-                    "subcategory": sub.id,
-                    "domain": sub.domain,
-                    "severity": sub.severity,
-                    "votes": count,
-                }
-                if len(sub.rules) == 1:
-                    label["rule_ids"], label["rule_votes"] = [sub.rules[0].id], {}
-                else:
-                    description = record.data["description"]
-                    prompt = ctx.render(
-                        "classify_rules",
-                        subcategory=sub,
-                        description=description,
-                        fence=fence_token(description),
-                    )
-                    rule_requests.append(
+        ]
+        if not result.ok:
+            return [failure(STAGE, record.key, record.video_id, result, "classify")]
+        votes = [c.parsed for c in result.choices]
+        labels: list[dict[str, Any]] = []
+        rule_requests, rule_positions = [], []
+        for subcategory_id, count in tally(votes, min_votes=cfg.min_votes, max_labels=cfg.max_labels):
+            sub = taxonomy.subcategory(subcategory_id)
+            label = {"subcategory": sub.id, "domain": sub.domain, "severity": sub.severity, "votes": count}
+            if len(sub.rules) == 1:
+                label["rule_ids"], label["rule_votes"] = [sub.rules[0].id], {}
+            else:
+                prompt = ctx.render(
+                    "classify_rules", subcategory=sub, description=description, fence=fence_token(description)
+                )
+                rule_requests.append(
+                    (
+                        backend,
                         ChatRequest(
                             [{"role": "user", "content": prompt}],
                             _params(ctx, cfg.rule_votes, cfg.temperature, f"rules|{record.key}|{sub.id}"),
                             StructuredOutput(choice=tuple(r.id for r in sub.rules), name="rule_id"),
-                        )
+                        ),
                     )
-                    rule_slots.append((len(labelled), len(labels)))
-                labels.append(label)
-            labelled.append((record, labels, dict(sorted(Counter(votes).items()))))
-        rule_results = backend.generate(rule_requests, progress=ctx.progress) if rule_requests else []
-        failed: dict[int, Record] = {}
-        for (which, position), result in zip(rule_slots, rule_results, strict=True):
-            record, labels, _ = labelled[which]
-            if not result.ok:
-                failed.setdefault(
-                    which, failure(STAGE, record.key, record.video_id, result, "classify_rules")
                 )
-                continue
-            rule_votes = Counter(c.parsed for c in result.choices)
+                rule_positions.append(len(labels))
+            labels.append(label)
+        rule_results = (yield rule_requests) if rule_requests else []
+        for position, rule_result in zip(rule_positions, rule_results, strict=True):
+            if not rule_result.ok:
+                return [failure(STAGE, record.key, record.video_id, rule_result, "classify_rules")]
+            rule_votes = Counter(c.parsed for c in rule_result.choices)
             ranked = sorted(rule_votes.items(), key=lambda kv: (-kv[1], kv[0]))
             labels[position]["rule_ids"] = [rule for rule, _ in ranked]
             labels[position]["rule_votes"] = dict(sorted(rule_votes.items()))
-        for which, (record, labels, votes) in enumerate(labelled):
-            if which in failed:
-                records.append(failed[which])
-                continue
-            data = {"labels": labels, "benign": not labels, "votes": votes, "generator": generator}
-            records.append(Record(STAGE, record.key, record.video_id, OK, None, data))
-        commit(ctx, store, STAGE, records)
+        data = {
+            "labels": labels,
+            "benign": not labels,
+            "votes": dict(sorted(Counter(votes).items())),
+            "generator": generator,
+        }
+        return [Record(STAGE, record.key, record.video_id, OK, None, data)]
+
+    todo = pending(store, store.iter_stage("describe"), STAGE, lambda r: r.key)
+    run_streamed(ctx, store, STAGE, (classify(r) for r in todo), commit_every=cfg.batch_size)
 
 
 def _params(ctx: BuildContext, n: int, temperature: float, key: str) -> SamplingParams:

@@ -90,7 +90,7 @@ class DescribeConfig:
 
     model: str = field(default="describer", metadata={"help": "Name of a `models` entry (a video LMM)."})
     sampling: StageSampling = field(default_factory=lambda: StageSampling(max_tokens=768))
-    batch_size: int = field(default=32, metadata={"help": "Videos per committed batch."})
+    batch_size: int = field(default=32, metadata={"help": "Videos per commit (requests are streamed)."})
 
 
 @dataclass
@@ -105,7 +105,7 @@ class ClassifyConfig:
     min_votes: int = field(default=2, metadata={"help": "Votes a subcategory needs to become a label."})
     max_labels: int = field(default=3, metadata={"help": "Most labels per video (by votes)."})
     rule_votes: int = field(default=4, metadata={"help": "Choice samples to pick the rules a label applies."})
-    batch_size: int = field(default=64, metadata={"help": "Videos per committed batch."})
+    batch_size: int = field(default=64, metadata={"help": "Videos per commit (requests are streamed)."})
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_votes <= self.votes:
@@ -132,7 +132,7 @@ class QueriesConfig:
         metadata={"help": "Queries per (video, subcategory) for each query style id of the taxonomy."},
     )
     sampling: StageSampling = field(default_factory=lambda: StageSampling(max_tokens=128, temperature=0.9))
-    batch_size: int = field(default=256, metadata={"help": "Queries per committed batch."})
+    batch_size: int = field(default=256, metadata={"help": "Queries per commit (requests are streamed)."})
 
     def __post_init__(self) -> None:
         bad = {k: v for k, v in self.per_style.items() if not isinstance(v, int) or v < 0}
@@ -161,7 +161,7 @@ class ResponsesConfig:
     rejected_sampling: StageSampling = field(
         default_factory=lambda: StageSampling(max_tokens=512, temperature=0.7)
     )
-    batch_size: int = field(default=128, metadata={"help": "Queries per committed batch."})
+    batch_size: int = field(default=128, metadata={"help": "Queries per commit (requests are streamed)."})
 
 
 @dataclass
@@ -217,7 +217,7 @@ class GatesConfig:
     )
     top_logprobs: int = field(default=5, metadata={"help": "Alternatives per token for the expected score."})
     judge_max_tokens: int = field(default=256, metadata={"help": "Tokens of a text-style judgement."})
-    batch_size: int = field(default=256, metadata={"help": "Pairs per committed batch."})
+    batch_size: int = field(default=256, metadata={"help": "Pairs per commit (requests are streamed)."})
     dedup: DedupConfig = field(default_factory=DedupConfig)
     decontaminate: DecontaminationConfig = field(default_factory=DecontaminationConfig)
 
@@ -290,6 +290,10 @@ class BuildConfig:
         default_factory=lambda: {"num_frames": 16},
         metadata={"help": "VideoSampling fields, shared by all stages."},
     )
+    decode_workers: int | None = field(
+        default=None,
+        metadata={"help": "Decode worker processes preparing describe's videos; the CPU count by default."},
+    )
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
@@ -301,6 +305,10 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("`inputs` must list at least one video source")
+        if self.decode_workers is not None and self.decode_workers < 1:
+            raise ConfigError(
+                f"decode_workers must be >= 1 (or null for the CPU count), got {self.decode_workers}"
+            )
         try:
             VideoSampling.from_dict(self.sampling)
         except (TypeError, ValueError) as e:
@@ -366,7 +374,7 @@ def fingerprint_payload(
 ) -> dict[str, Any]:
     """What identifies the rows a config builds (see the module docstring)."""
     data = config.to_dict()
-    for key in ("output_dir", "work_dir", "publish"):
+    for key in ("output_dir", "work_dir", "publish", "decode_workers"):
         data.pop(key)
     data["models"] = {
         name: {k: v for k, v in spec.items() if k not in _OPERATIONAL_BACKEND_KEYS}

@@ -6,6 +6,8 @@ tests, so resume can be proven by killing the build for real:
 - ``SAFEVID_BUILD_CHECKPOINT_LOG=<file>``: append each checkpoint's name, one per line.
 - ``SAFEVID_BUILD_KILL_AT=<n>``: SIGKILL this process at its n-th checkpoint (no cleanup runs, as in a
   node failure or an OOM kill).
+- ``SAFEVID_BUILD_KILL_AT_RESULT=<n>``: SIGKILL it when the n-th result of a streamed stage lands, before
+  it is committed (mid-stream: other requests in flight, finished records not yet committed).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Checkpoints:
         self.kill_at = int(kill_at) if kill_at else None
         log = os.environ.get("SAFEVID_BUILD_CHECKPOINT_LOG")
         self.log = Path(log) if log else None
+        self.results = 0
+        kill_at_result = os.environ.get("SAFEVID_BUILD_KILL_AT_RESULT")
+        self.kill_at_result = int(kill_at_result) if kill_at_result else None
 
     def __call__(self, name: str) -> None:
         self.count += 1
@@ -65,6 +70,15 @@ class Checkpoints:
             with self.log.open("a", encoding="utf-8") as f:
                 f.write(f"{name}{' KILL' if killing else ''}\n")
         if self.kill_at is not None and self.count >= self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def result(self, stage: str) -> None:
+        """A streamed request's result landed (not a checkpoint: only the mid-stream kill hook counts it)."""
+        self.results += 1
+        if self.kill_at_result is not None and self.results >= self.kill_at_result:
+            if self.log is not None:
+                with self.log.open("a", encoding="utf-8") as f:
+                    f.write(f"{stage}:result KILL\n")
             os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from safevid.judge import Judge, JudgeItem
-from safevid.pipeline.batching import chunks, commit, pending
+from safevid.pipeline.batching import Work, pending, run_streamed
 from safevid.pipeline.context import BuildContext
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
 from safevid.scoring import detect_refusal
@@ -82,51 +82,31 @@ def run_gates(ctx: BuildContext, store: RecordStore) -> None:
     judge_info = None
     if judge is not None:
         judge_info = {**ctx.generator(cfg.judge_model, judge.template), "prompt_sha": judge.prompt_sha}
-    todo = pending(store, store.iter_stage("pair"), STAGE, lambda r: r.key)
-    for batch in chunks(todo, cfg.batch_size):
-        items, positions = [], []
-        for index, pair in enumerate(batch):
-            row = pair.data["row"]
-            if judge is None or basic_problem(row):
-                continue
+
+    def gate(pair: Record) -> Work:
+        row = pair.data["row"]
+        data: dict[str, Any] = {"judge_mode": cfg.judge_mode, "judge": judge_info}
+        problem = basic_problem(row)
+        if problem is None and judge is not None:
             harmful = ctx.taxonomy.query_style(row["query_style"]).harmful
-            items.append(
-                JudgeItem(
-                    row["prompt"], row["chosen"], row["description"], row["subcategory"], f"{pair.key}:c"
-                )
-            )
-            positions.append((index, "chosen"))
-            if harmful:
-                items.append(
-                    JudgeItem(
-                        row["prompt"],
-                        row["rejected"],
-                        row["description"],
-                        row["subcategory"],
-                        f"{pair.key}:r",
-                    )
-                )
-                positions.append((index, "rejected"))
-        verdicts: dict[int, dict[str, Any]] = {}
-        if judge is not None and items:
-            for (index, side), result in zip(
-                positions, judge.judge(items, progress=ctx.progress), strict=True
-            ):
-                verdicts.setdefault(index, {})[side] = result
-        records = []
-        for index, pair in enumerate(batch):
-            row = pair.data["row"]
-            data: dict[str, Any] = {"judge_mode": cfg.judge_mode, "judge": judge_info}
-            problem = basic_problem(row)
-            if problem is None and judge is not None:
-                found = verdicts.get(index, {})
-                harmful = ctx.taxonomy.query_style(row["query_style"]).harmful
-                data["verdicts"] = {side: result.to_dict() for side, result in found.items()}
-                judged = judge_problem(harmful, found.get("chosen"), found.get("rejected"), row)
-                if cfg.judge_mode == "enforce":
-                    problem = judged
-                else:
-                    data["would_drop"] = judged
-            status = OK if problem is None else DROPPED
-            records.append(Record(STAGE, pair.key, pair.video_id, status, problem, data))
-        commit(ctx, store, STAGE, records)
+            sides = {"chosen": f"{pair.key}:c", **({"rejected": f"{pair.key}:r"} if harmful else {})}
+            items = {
+                side: JudgeItem(row["prompt"], row[side], row["description"], row["subcategory"], item_id)
+                for side, item_id in sides.items()
+            }
+            results = yield [(judge.backend, judge.request(item)) for item in items.values()]
+            found = {
+                side: judge.verdict(item, result)
+                for (side, item), result in zip(items.items(), results, strict=True)
+            }
+            data["verdicts"] = {side: result.to_dict() for side, result in found.items()}
+            judged = judge_problem(harmful, found.get("chosen"), found.get("rejected"), row)
+            if cfg.judge_mode == "enforce":
+                problem = judged
+            else:
+                data["would_drop"] = judged
+        status = OK if problem is None else DROPPED
+        return [Record(STAGE, pair.key, pair.video_id, status, problem, data)]
+
+    todo = pending(store, store.iter_stage("pair"), STAGE, lambda r: r.key)
+    run_streamed(ctx, store, STAGE, (gate(pair) for pair in todo), commit_every=cfg.batch_size)

@@ -36,7 +36,9 @@ from typing import Any
 
 from safevid.pipeline.config import InputSpec
 from safevid.pipeline.context import BuildContext, shard_of, stable_hash
+from safevid.pipeline.frames import frames_root
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
+from safevid.video.frame_store import FrameStore, frame_key
 from safevid.video.references import (
     DOWNLOAD_DEADLINE_S,
     MAX_DOWNLOAD_BYTES,
@@ -231,6 +233,8 @@ def _ingest_one(ctx: BuildContext, item: SourceItem) -> tuple[Record, Record | N
     except VideoDecodeError as e:
         return dropped("decode_error", f"{item.name}: {e}", video_id)
     metadata = sampled.metadata()
+    # Decoded once: describe and the target model's replies read these frames back (`safevid.pipeline.frames`).
+    FrameStore(frames_root(ctx)).put(frame_key(video_id, sampling), sampled.frames, metadata)
     video = {
         "video_id": video_id,
         "source": item.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from safevid.backends import ChatRequest
-from safevid.pipeline.batching import chunks, commit, failure, pending, sampling_params
+from safevid.pipeline.batching import Work, failure, pending, run_streamed, sampling_params
 from safevid.pipeline.context import BuildContext, stable_hash
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
 from safevid.prompts import fence_token
@@ -63,41 +63,37 @@ def run_queries(ctx: BuildContext, store: RecordStore) -> None:
     backend = ctx.backend(cfg.model)
     generator = ctx.generator(cfg.model, "query")
     taxonomy = ctx.taxonomy
+
+    def write(slot: QuerySlot) -> Work:
+        sub = taxonomy.subcategory(slot.label["subcategory"])
+        prompt = ctx.render(
+            "query",
+            subcategory=sub,
+            domain=taxonomy.domain(sub.domain),
+            rules=[taxonomy.rule(r) for r in slot.label["rule_ids"]],
+            style=taxonomy.query_style(slot.style),
+            variant=slot.variant,
+            count=slot.count,
+            description=slot.description,
+            fence=fence_token(slot.description),
+        )
+        params = sampling_params(ctx, cfg.sampling, STAGE, slot.key)
+        [result] = yield [(backend, ChatRequest([{"role": "user", "content": prompt}], params))]
+        data = {
+            "video_id": slot.video_id,
+            "subcategory": slot.label["subcategory"],
+            "domain": slot.label["domain"],
+            "severity": slot.label["severity"],
+            "rule_ids": slot.label["rule_ids"],
+            "query_style": slot.style,
+            "variant": slot.variant,
+        }
+        if not result.ok:
+            return [failure(STAGE, slot.key, slot.video_id, result, "query", data)]
+        data["query"] = result.text.strip()
+        data["generator"] = generator
+        status, reason = (OK, None) if data["query"] else (DROPPED, "empty_query")
+        return [Record(STAGE, slot.key, slot.video_id, status, reason, data)]
+
     todo = pending(store, _slots(ctx, store), STAGE, lambda s: s.key)
-    for batch in chunks(todo, cfg.batch_size):
-        requests = []
-        for slot in batch:
-            sub = taxonomy.subcategory(slot.label["subcategory"])
-            prompt = ctx.render(
-                "query",
-                subcategory=sub,
-                domain=taxonomy.domain(sub.domain),
-                rules=[taxonomy.rule(r) for r in slot.label["rule_ids"]],
-                style=taxonomy.query_style(slot.style),
-                variant=slot.variant,
-                count=slot.count,
-                description=slot.description,
-                fence=fence_token(slot.description),
-            )
-            params = sampling_params(ctx, cfg.sampling, STAGE, slot.key)
-            requests.append(ChatRequest([{"role": "user", "content": prompt}], params))
-        results = backend.generate(requests, progress=ctx.progress)
-        records = []
-        for slot, result in zip(batch, results, strict=True):
-            data = {
-                "video_id": slot.video_id,
-                "subcategory": slot.label["subcategory"],
-                "domain": slot.label["domain"],
-                "severity": slot.label["severity"],
-                "rule_ids": slot.label["rule_ids"],
-                "query_style": slot.style,
-                "variant": slot.variant,
-            }
-            if not result.ok:
-                records.append(failure(STAGE, slot.key, slot.video_id, result, "query", data))
-                continue
-            data["query"] = result.text.strip()
-            data["generator"] = generator
-            status, reason = (OK, None) if data["query"] else (DROPPED, "empty_query")
-            records.append(Record(STAGE, slot.key, slot.video_id, status, reason, data))
-        commit(ctx, store, STAGE, records)
+    run_streamed(ctx, store, STAGE, (write(slot) for slot in todo), commit_every=cfg.batch_size)

@@ -18,8 +18,10 @@ import json
 from typing import Any
 
 from safevid.backends import ChatRequest, text_part, video_part
-from safevid.pipeline.batching import chunks, commit, failure, pending, sampling_params
+from safevid.backends.media import sampled_video_parts
+from safevid.pipeline.batching import Work, failure, pending, run_streamed, sampling_params
 from safevid.pipeline.context import BuildContext
+from safevid.pipeline.frames import frames_root, stored_video
 from safevid.pipeline.store import OK, Record, RecordStore
 from safevid.prompts import fence_token
 
@@ -28,8 +30,6 @@ STAGE = "pair"
 
 def run_responses(ctx: BuildContext, store: RecordStore) -> None:
     """Generate the chosen and rejected replies of every query that has no pair yet."""
-    from safevid.video import sample_video
-
     cfg = ctx.config.responses
     taxonomy = ctx.taxonomy
     sampling = ctx.config.video_sampling
@@ -43,9 +43,7 @@ def run_responses(ctx: BuildContext, store: RecordStore) -> None:
         "rejected": ctx.generator(cfg.rejected_model, rejected_template),
         "needless_refusal": ctx.generator(cfg.refusal_model, "needless_refusal"),
     }
-    cache: dict[
-        str, Any
-    ] = {}  # the current video's record, description and frames (queries come video by video)
+    cache: dict[str, Any] = {}  # the current video's records and frames (queries come video by video)
 
     def video_of(video_id: str) -> dict[str, Any]:
         if cache.get("id") != video_id:
@@ -57,105 +55,89 @@ def run_responses(ctx: BuildContext, store: RecordStore) -> None:
                     f"{store.path}: a query of video {video_id} whose earlier records are missing"
                 )
             cache.clear()
-            generators = {"describe": description.data["generator"], "classify": classified.data["generator"]}
+            upstream = {"describe": description.data["generator"], "classify": classified.data["generator"]}
             cache.update(
                 id=video_id,
                 video=video.data,
                 description=description.data["description"],
-                generators=generators,
+                generators=upstream,
             )
         if cfg.rejected_source == "target" and "frames" not in cache:
-            cache["frames"] = sample_video(cache["video"]["path"], sampling)
+            # The frames ingest stored (decoded again only if missing), encoded once for all the video's queries.
+            sampled, _ = stored_video(frames_root(ctx), video_id, cache["video"]["path"], sampling.to_dict())
+            encoding = rejected_backend.media_encoding()
+            cache["frames"] = (
+                sampled_video_parts(sampled, **encoding) if encoding is not None else [video_part(sampled)]
+            )
         return cache
 
+    def respond(query: Record) -> Work:
+        q = query.data
+        info = video_of(query.video_id)
+        video, description, upstream = dict(info["video"]), info["description"], dict(info["generators"])
+        sub = taxonomy.subcategory(q["subcategory"])
+        rules = [taxonomy.rule(r) for r in q["rule_ids"]]
+        harmful = taxonomy.query_style(q["query_style"]).harmful
+        text = q["query"]
+        context = {
+            "subcategory": sub,
+            "rules": rules,
+            "description": description,
+            "query": text,
+            "fence": fence_token(description, text),
+        }
+        chosen_prompt = ctx.render("chosen", harmful=harmful, **context)
+        chosen_request = ChatRequest(
+            [{"role": "user", "content": chosen_prompt}],
+            sampling_params(ctx, cfg.chosen_sampling, "chosen", query.key),
+        )
+        rejected_params = sampling_params(ctx, cfg.rejected_sampling, "rejected", query.key)
+        if not harmful:
+            source, backend = "needless_refusal", refusal_backend
+            content: Any = ctx.render("needless_refusal", **context)
+        elif cfg.rejected_source == "comply":
+            source, backend = "rejected", rejected_backend
+            content = ctx.render("rejected_comply", **context)
+        else:
+            source, backend = "rejected", rejected_backend
+            content = [*info["frames"], text_part(text)]
+        rejected_request = ChatRequest([{"role": "user", "content": content}], rejected_params)
+        chosen, rejected = yield [(chosen_backend, chosen_request), (backend, rejected_request)]
+        if not chosen.ok:
+            return [failure(STAGE, query.key, query.video_id, chosen, "chosen")]
+        if not rejected.ok:
+            return [failure(STAGE, query.key, query.video_id, rejected, source)]
+        row = {
+            "id": query.key,
+            "video_id": query.video_id,
+            "prompt": q["query"],
+            "chosen": chosen.text.strip(),
+            "rejected": rejected.text.strip(),
+            "domain": q["domain"],
+            "subcategory": q["subcategory"],
+            "query_style": q["query_style"],
+            "description": description,
+            "rule_ids": list(q["rule_ids"]),
+            "frame_timestamps": video["frame_timestamps"],
+            "sampled_fps": video["sampled_fps"],
+            "sampling": sampling_json,
+            "generators": json.dumps(
+                {
+                    **upstream,
+                    "query": q["generator"],
+                    "chosen": generators["chosen"],
+                    "rejected": generators[source],
+                },
+                sort_keys=True,
+            ),
+        }
+        data = {
+            "row": row,
+            "rejected_source": source,
+            "video_path": video["path"],
+            "video_suffix": video["suffix"],
+        }
+        return [Record(STAGE, query.key, query.video_id, OK, None, data)]
+
     todo = pending(store, store.iter_stage("query"), STAGE, lambda r: r.key)
-    for batch in chunks(todo, cfg.batch_size):
-        chosen_requests, rejected_requests, refusal_requests = [], [], []
-        plan = []
-        for query in batch:
-            q = query.data
-            info = video_of(query.video_id)
-            sub = taxonomy.subcategory(q["subcategory"])
-            rules = [taxonomy.rule(r) for r in q["rule_ids"]]
-            harmful = taxonomy.query_style(q["query_style"]).harmful
-            description, text = info["description"], q["query"]
-            fence = fence_token(description, text)
-            context = {
-                "subcategory": sub,
-                "rules": rules,
-                "description": description,
-                "query": text,
-                "fence": fence,
-            }
-            chosen_prompt = ctx.render("chosen", harmful=harmful, **context)
-            chosen_requests.append(
-                ChatRequest(
-                    [{"role": "user", "content": chosen_prompt}],
-                    sampling_params(ctx, cfg.chosen_sampling, "chosen", query.key),
-                )
-            )
-            rejected_params = sampling_params(ctx, cfg.rejected_sampling, "rejected", query.key)
-            if not harmful:
-                prompt = ctx.render("needless_refusal", **context)
-                refusal_requests.append(ChatRequest([{"role": "user", "content": prompt}], rejected_params))
-                plan.append((query, "needless_refusal", len(refusal_requests) - 1))
-            elif cfg.rejected_source == "comply":
-                prompt = ctx.render("rejected_comply", **context)
-                rejected_requests.append(ChatRequest([{"role": "user", "content": prompt}], rejected_params))
-                plan.append((query, "rejected", len(rejected_requests) - 1))
-            else:
-                content = [video_part(info["frames"]), text_part(text)]
-                rejected_requests.append(ChatRequest([{"role": "user", "content": content}], rejected_params))
-                plan.append((query, "rejected", len(rejected_requests) - 1))
-            plan[-1] += (dict(info["video"]), description, dict(info["generators"]))
-        chosen_results = chosen_backend.generate(chosen_requests, progress=ctx.progress)
-        rejected_results = (
-            rejected_backend.generate(rejected_requests, progress=ctx.progress) if rejected_requests else []
-        )
-        refusal_results = (
-            refusal_backend.generate(refusal_requests, progress=ctx.progress) if refusal_requests else []
-        )
-        records = []
-        for (query, source, index, video, description, upstream), chosen in zip(
-            plan, chosen_results, strict=True
-        ):
-            rejected = (refusal_results if source == "needless_refusal" else rejected_results)[index]
-            q = query.data
-            if not chosen.ok:
-                records.append(failure(STAGE, query.key, query.video_id, chosen, "chosen"))
-                continue
-            if not rejected.ok:
-                records.append(failure(STAGE, query.key, query.video_id, rejected, source))
-                continue
-            row = {
-                "id": query.key,
-                "video_id": query.video_id,
-                "prompt": q["query"],
-                "chosen": chosen.text.strip(),
-                "rejected": rejected.text.strip(),
-                "domain": q["domain"],
-                "subcategory": q["subcategory"],
-                "query_style": q["query_style"],
-                "description": description,
-                "rule_ids": list(q["rule_ids"]),
-                "frame_timestamps": video["frame_timestamps"],
-                "sampled_fps": video["sampled_fps"],
-                "sampling": sampling_json,
-                "generators": json.dumps(
-                    {
-                        **upstream,
-                        "query": q["generator"],
-                        "chosen": generators["chosen"],
-                        "rejected": generators[source],
-                    },
-                    sort_keys=True,
-                ),
-            }
-            data = {
-                "row": row,
-                "rejected_source": source,
-                "video_path": video["path"],
-                "video_suffix": video["suffix"],
-            }
-            records.append(Record(STAGE, query.key, query.video_id, OK, None, data))
-        commit(ctx, store, STAGE, records)
+    run_streamed(ctx, store, STAGE, (respond(query) for query in todo), commit_every=cfg.batch_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -34,10 +35,13 @@ class FaultConfig:
 
     Each ``*_rate`` is an independent probability; when several fire, the first in the order
     500, 429, timeout, malformed, truncated applies. ``slow_rate`` adds ``slow_s`` on top of
-    ``latency_s`` and still answers.
+    ``latency_s`` and still answers. ``latency_sigma > 0`` makes the latency heavy-tailed: log-normal
+    with median ``latency_s`` and shape ``latency_sigma`` (mean ``latency_s * exp(sigma**2 / 2)``), drawn
+    from its own seeded RNG so the fault draws do not change.
     """
 
     latency_s: float = 0.0
+    latency_sigma: float = 0.0
     slow_rate: float = 0.0
     slow_s: float = 0.5
     error_500_rate: float = 0.0
@@ -60,6 +64,8 @@ class FaultConfig:
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"FaultConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.latency_s < 0 or self.latency_sigma < 0:
+            raise ValueError("FaultConfig.latency_s and latency_sigma must be >= 0")
 
 
 @dataclass
@@ -111,6 +117,7 @@ class FaultInjectingServer(LoopbackServer):
     def faults(self, faults: FaultConfig) -> None:
         self._faults = faults
         self._rng = random.Random(faults.seed)
+        self._latency_rng = random.Random(faults.seed + 1)
 
     async def _chat(self, request: dict[str, Any]) -> tuple[int, bytes, dict[str, str]] | None:
         f, rng = self.faults, self._rng
@@ -127,7 +134,12 @@ class FaultInjectingServer(LoopbackServer):
         slow, e500, e429, hang, malformed, truncated = (
             (rng.random() < rate for rate in rates) if any(rates) else (False,) * 6
         )
-        delay = f.latency_s + (f.slow_s if slow else 0.0)
+        latency = f.latency_s
+        if f.latency_sigma > 0:
+            latency = (
+                self._latency_rng.lognormvariate(math.log(latency), f.latency_sigma) if latency > 0 else 0.0
+            )
+        delay = latency + (f.slow_s if slow else 0.0)
         if slow:
             self._count("slow")
         if delay > 0:

@@ -9,7 +9,7 @@ from transformers.data.data_collator import DataCollatorMixin
 
 from safevid.families import get_family, video_processor_inputs
 from safevid.training.data import CachedVideo, default_cache_dir
-from safevid.training.frame_store import FrameStore
+from safevid.video.frame_store import FrameStore
 
 
 @dataclass

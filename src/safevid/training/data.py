@@ -12,7 +12,7 @@ that cannot be resolved fails naming the row and the cause, or with `skip_bad_vi
    build sets to the SHA-256 of the video file, else a hash of the embedded bytes or the path) combined with the
    effective `VideoSampling` (the row's `sampling` column with the run's `video_*` overrides). Each key missing from
    the `FrameStore` in `<cache_dir>/frames` is decoded once, from the first row naming it, and written atomically
-   (layout and guarantees in `safevid.training.frame_store`). Rows sharing a video share one entry: with SafeVid's
+   (layout and guarantees in `safevid.video.frame_store`). Rows sharing a video share one entry: with SafeVid's
    ~10 pairs per video that is a tenth of the disk and of the decoding of a per-row copy, and a later run, or
    another rank, decodes nothing. Damaged entries are detected and decoded again.
 2. Rows. A `datasets.map`, cached in `<cache_dir>/rows-<fingerprint>.arrow` (a hash of the dataset, the processor
@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from safevid.families import VideoFamily, get_family, video_processor_inputs
 from safevid.schema import CONVERSATIONAL_METADATA, REQUIRED_FOR_TRAINING, to_conversational
-from safevid.training.frame_store import STORE_VERSION, FrameStore, frame_key, video_identity
 from safevid.video import VideoDecodeError, VideoSampling, sample_video
+from safevid.video.frame_store import STORE_VERSION, FrameStore, frame_key, video_identity
 from safevid.video.references import VideoReferenceError, VideoReferences
 
 if TYPE_CHECKING:

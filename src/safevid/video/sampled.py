@@ -119,6 +119,27 @@ class SampledVideo:
             "sampling": self.sampling.to_dict(),
         }
 
+    @classmethod
+    def from_metadata(cls, frames: torch.Tensor, metadata: dict[str, Any]) -> SampledVideo:
+        """Rebuild a sampled video from its frames and its `metadata()` (e.g. read back from a frame store)."""
+        return cls(
+            frames=frames,
+            timestamps=list(metadata["timestamps"]),
+            indices=list(metadata["indices"]),
+            source_fps=metadata["source_fps"],
+            duration=metadata["duration"],
+            width=metadata["width"],
+            height=metadata["height"],
+            num_source_frames=metadata["num_source_frames"],
+            backend=metadata["backend"],
+            codec=metadata["codec"],
+            rotation=metadata["rotation"],
+            requested_frames=metadata["requested_frames"],
+            fallback=metadata["fallback"],
+            sampling=VideoSampling.from_dict(metadata["sampling"]),
+            source=metadata["source"],
+        )
+
     def transformers_metadata(self) -> VideoMetadata:
         """A ``transformers.video_utils.VideoMetadata`` describing these frames.
 

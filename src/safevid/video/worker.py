@@ -20,6 +20,7 @@ re-imports the caller's ``__main__`` (a script without a ``__name__`` guard woul
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import pickle
 import socket
@@ -56,8 +57,9 @@ class DecodeWorker:
             raise RuntimeError(f"The video decode worker did not start within {STARTUP_TIMEOUT_S:.0f} s.")
         _receive(self.connection)  # the "ready" message
 
-    def call(self, function: str, args: tuple[Any, ...], timeout_s: float, source_name: str) -> Any:
-        """Run ``function(*args)`` in the worker; kill it and raise if it takes over `timeout_s`."""
+    def call(self, function: str, args: tuple[Any, ...], timeout_s: float | None, source_name: str) -> Any:
+        """Run ``function(*args)`` in the worker (a name in `safevid.video.api`, or ``"module:name"``); kill it
+        and raise if it takes over `timeout_s` (`None`: no limit)."""
         _send(self.connection, (function, args))
         if not self.connection.poll(timeout_s):
             self.kill()
@@ -132,8 +134,10 @@ def _serve(fd: int) -> None:
             function, args = _receive(connection)
         except EOFError:  # the caller exited or closed the socket
             return
+        module, _, name = function.rpartition(":")
         try:
-            result = ("ok", getattr(api, function)(*args))
+            target = getattr(importlib.import_module(module), name) if module else getattr(api, name)
+            result = ("ok", target(*args))
         except Exception as error:
             result = (
                 "error",

@@ -1,8 +1,9 @@
 """`FrameStore`: decoded frames on disk, one entry per (video content, sampling), shared by every row and rank.
 
-SafeVid has about ten preference pairs per video, so the frames are stored per video, not per row: the prepared
-rows hold only an entry's key (`frame_key`), and the collator reads the frames by key. Layout under `root`
-(`<cache_dir>/frames` during training):
+A video is decoded once per sampling and its frames reused by whoever needs them next: the data build (ingest
+samples each video, describe and the target-model rejected replies read the frames back; `<work_dir>/frames`)
+and training (about ten preference pairs per video: the prepared rows hold only an entry's key (`frame_key`), and
+the collator reads the frames by key; `<cache_dir>/frames`). Layout under `root`:
 
     <root>/<key[:2]>/<key>.npy    uint8 frames (T, C, H, W) in NumPy's `.npy` format, memory-mapped on read
     <root>/<key[:2]>/<key>.json   {"version", "shape", "file_size", "metadata": {...}}

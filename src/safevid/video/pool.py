@@ -1,0 +1,117 @@
+"""`DecodePool`: video decoding in worker processes, ahead of whoever consumes the frames.
+
+Sampling 16 frames of a 720p clip costs seconds of CPU. A build that decodes in its main process
+leaves its model servers idle meanwhile and uses one core however many the node has; the pool runs
+``workers`` decode processes (`safevid.video.worker.DecodeWorker`, the killable worker, one per pool
+thread) and `DecodePool.imap_unordered` keeps at most ``ahead`` calls queued or finished but not yet
+consumed, so memory is bounded by that queue, never by the number of videos.
+
+A call is any ``"module:function"`` importable in the worker; its arguments and result travel
+pickled over the worker's socket, so a caller sends paths and settings and gets back what it needs
+next (e.g. the frames already encoded for a request), not raw frames it would encode itself.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from safevid.video.worker import DecodeWorker
+
+T = TypeVar("T")
+
+
+def default_decode_workers() -> int:
+    """Decode processes by default: the CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class DecodePool:
+    """Worker processes running decode calls, fed from a bounded queue (see the module docstring).
+
+    Args:
+        workers (`int`, *optional*): decode processes; `default_decode_workers()` when `None`.
+        timeout_s (`float`, *optional*): kill a call's worker after this long (the call then raises
+            `VideoDecodeError`); `None`: no limit.
+
+    Example:
+
+    ```python
+    with DecodePool(4) as pool:
+        for path, outcome in pool.imap_unordered("safevid.video.api:probe_resolved", paths, args_of):
+            ...
+    ```
+    """
+
+    def __init__(self, workers: int | None = None, timeout_s: float | None = None) -> None:
+        self.workers = workers or default_decode_workers()
+        if self.workers < 1:
+            raise ValueError(f"DecodePool needs at least one worker, got {workers}")
+        self.timeout_s = timeout_s
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            self.workers, thread_name_prefix="safevid-decode"
+        )
+        self._local = threading.local()
+        self._started: list[DecodeWorker] = []
+        self._lock = threading.Lock()
+
+    def call(self, function: str, args: tuple[Any, ...], name: str) -> Any:
+        """Run ``function(*args)`` in this thread's worker process (started on first use, restarted after a kill)."""
+        worker: DecodeWorker | None = getattr(self._local, "worker", None)
+        if worker is None or not worker.alive():
+            worker = self._local.worker = DecodeWorker()
+            with self._lock:
+                self._started.append(worker)
+        return worker.call(function, args, self.timeout_s, name)
+
+    def imap_unordered(
+        self,
+        function: str,
+        items: Iterable[T],
+        args_of: Callable[[T], tuple[Any, ...]],
+        *,
+        ahead: int | None = None,
+        name_of: Callable[[T], str] = str,
+    ) -> Iterator[tuple[T, Any]]:
+        """``(item, result)`` per item, in completion order; a call that raised gives its exception as result.
+
+        At most ``ahead`` calls (default: twice the workers) are queued, running or done but not yet
+        consumed; ``items`` is read lazily, only as the consumer makes room.
+        """
+        limit = ahead or 2 * self.workers
+        source = iter(items)
+        running: dict[concurrent.futures.Future[Any], T] = {}
+        exhausted = False
+        while True:
+            while not exhausted and len(running) < limit:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                running[self._threads.submit(self.call, function, args_of(item), name_of(item))] = item
+            if not running:
+                return
+            done, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                item = running.pop(future)
+                error = future.exception()
+                yield item, error if error is not None else future.result()
+
+    def close(self) -> None:
+        """Stop the threads and the worker processes."""
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for worker in self._started:
+                if worker.alive():
+                    worker.kill()
+            self._started.clear()
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
