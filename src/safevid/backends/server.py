@@ -114,6 +114,7 @@ class LoopbackServer:
         faults: Faults to inject (a `FaultConfig`); none by default.
         api_key: If set, requests must carry ``Authorization: Bearer <api_key>``.
         backend_options: Extra `BackendConfig` fields for the transformers backend.
+        backend: A ready `Backend` to serve instead of a checkpoint (e.g. the toy world's stand-ins).
 
     Example:
 
@@ -135,9 +136,10 @@ class LoopbackServer:
         faults: FaultConfig | None = None,
         api_key: str | None = None,
         backend_options: dict[str, Any] | None = None,
+        backend: Any = None,
     ) -> None:
-        if (model_dir is None) != latency_only:
-            raise ValueError("give a model_dir, or latency_only=True without one")
+        if sum((model_dir is not None, latency_only, backend is not None)) != 1:
+            raise ValueError("give a model_dir, a backend, or latency_only=True")
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.latency_only = latency_only
         self.reply = reply
@@ -146,7 +148,7 @@ class LoopbackServer:
         self.faults = faults or FaultConfig()
         self._api_key = api_key
         self._backend_options = backend_options or {}
-        self._backend: Any = None
+        self._backend: Any = backend
         self.stats = ServerStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: Any = None

@@ -54,10 +54,9 @@ def make_unsafe_base(
     output_dir: str | os.PathLike[str],
     *,
     seed: int = 0,
-    family: str = "qwen2_vl",
     work_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Fine-tune the tiny `family` checkpoint (weights seeded by `seed`) into the unsafe base; returns its folder."""
+    """Fine-tune the world's tiny `target_family` checkpoint (weights seeded by `seed`) into the unsafe base."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -69,7 +68,7 @@ def make_unsafe_base(
 
     output = Path(output_dir)
     work = Path(work_dir) if work_dir is not None else output.parent / f".{output.name}-sft"
-    checkpoint = build_tiny_model(family, seed=seed)
+    checkpoint = build_tiny_model(world.data["target_family"], seed=seed)
     processor = AutoProcessor.from_pretrained(checkpoint)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32)

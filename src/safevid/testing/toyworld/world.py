@@ -54,8 +54,8 @@ class Scene:
             mask = (abs(dx) <= half) & (abs(dy) <= half)
         elif self.shape == "circle":
             mask = dx**2 + dy**2 <= half**2
-        elif self.shape == "bar":  # three times as wide as high
-            mask = (abs(dx) <= 1.5 * half) & (abs(dy) <= half / 2)
+        elif self.shape == "bar":  # twice as wide as high
+            mask = (abs(dx) <= half) & (abs(dy) <= half / 2)
         else:  # triangle, apex up: its half-width grows from 0 at the top to `half` at the bottom
             mask = (abs(dy) <= half) & (abs(dx) <= (dy + half) / 2)
         image[mask] = self.colour
@@ -185,7 +185,7 @@ def _start(
     rng: random.Random, motion: str, size: int, travel: float, width: int, height: int
 ) -> tuple[float, float]:
     """A start centre that keeps the whole shape (and its path) inside the frame."""
-    margin = math.ceil(0.75 * size) + 1  # bars are 1.5 times as wide as their size, the widest shape
+    margin = math.ceil(size / 2) + 1
     lo_x, hi_x, lo_y, hi_y = margin, width - margin, margin, height - margin
     if motion == "moving right":
         hi_x -= travel
