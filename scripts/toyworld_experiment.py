@@ -93,14 +93,21 @@ def main() -> None:
                     video = dataclasses.replace(video, frames=torch.zeros_like(video.frames))
                 for q in queries:
                     params = SamplingParams(max_tokens=12, temperature=0.0)
-                    requests.append(ChatRequest([{"role": "user", "content": [video_part(video), text_part(q)]}], params))
+                    requests.append(
+                        ChatRequest([{"role": "user", "content": [video_part(video), text_part(q)]}], params)
+                    )
                     subs.append(sub)
             results = backend.generate(requests, progress=False)
             refused = {"harmful": [], "benign": []}
             for sub, result in zip(subs, results, strict=True):
-                refused["benign" if sub == "toy.lookalike" else "harmful"].append(detect_refusal(result.text).is_refusal)
+                refused["benign" if sub == "toy.lookalike" else "harmful"].append(
+                    detect_refusal(result.text).is_refusal
+                )
             rate = {k: sum(v) / len(v) for k, v in refused.items()}
-            print(f"{label:8s} {frames:5s} refusal harmful {rate['harmful']:.2f} benign {rate['benign']:.2f}  e.g. {results[0].text!r}", flush=True)
+            print(
+                f"{label:8s} {frames:5s} refusal harmful {rate['harmful']:.2f} benign {rate['benign']:.2f}  e.g. {results[0].text!r}",
+                flush=True,
+            )
     print(f"eval {time.time() - t2:.0f}s total {time.time() - t0:.0f}s")
 
 

@@ -13,7 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     render = commands.add_parser("render", help="Render the training and evaluation clips.")
     render.add_argument("--out", required=True, help="Folder; clips go to <out>/train and <out>/eval.")
     render.add_argument("--seed", type=int, default=0)
-    render.add_argument("--scale", type=float, default=1.0, help="Multiply every clip count (smaller worlds).")
+    render.add_argument(
+        "--scale", type=float, default=1.0, help="Multiply every clip count (smaller worlds)."
+    )
     base = commands.add_parser("base", help="Fine-tune the tiny target into the unsafe base.")
     base.add_argument("--clips", required=True, help="The training clips folder.")
     base.add_argument("--out", required=True, help="Checkpoint folder to write.")
@@ -37,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         from safevid.backends.server import LoopbackServer
         from safevid.testing.toyworld.standins import ToyWorldBackend
 
-        server = LoopbackServer(backend=ToyWorldBackend(world), model_name="toyworld", host=args.host, port=args.port)
+        server = LoopbackServer(
+            backend=ToyWorldBackend(world), model_name="toyworld", host=args.host, port=args.port
+        )
         server.serve_forever()
     return 0
 

@@ -29,7 +29,7 @@ The phrasebooks (queries, answers) and the palette come from `world.yaml`: they 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -42,7 +42,31 @@ _SHAPE_DISTANCE = 60
 # A centre that moves less than this many pixels between the first and the last frame is shaking in place.
 _STILL_PIXELS = 4.0
 _WORD = re.compile(r"[a-z]+")
-_STOPWORDS = frozenset("a an the of in on at to and or is are its it this that with by from for as".split())
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "and",
+        "or",
+        "is",
+        "are",
+        "its",
+        "it",
+        "this",
+        "that",
+        "with",
+        "by",
+        "from",
+        "for",
+        "as",
+    ]
+)
 
 
 class ToyWorldBackend(Backend):
@@ -62,7 +86,9 @@ class ToyWorldBackend(Backend):
             try:
                 texts = self.answer(request)
             except ValueError as error:
-                hooks.finish(position, ChatResult(request.id, error=RequestError("invalid_request", str(error))))
+                hooks.finish(
+                    position, ChatResult(request.id, error=RequestError("invalid_request", str(error)))
+                )
                 continue
             want_top = request.sampling.top_logprobs
             choices = [

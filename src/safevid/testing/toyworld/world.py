@@ -116,11 +116,15 @@ class ToyWorld:
                 raise ValueError(f"{where}: signatures.{subcategory}: shape in {SHAPES}, motion in {MOTIONS}")
         looks = [tuple(sorted(s.items())) for s in self.signatures.values()]
         if len(set(looks)) != len(looks):
-            raise ValueError(f"{where}: two subcategories share a signature; the pixels could not tell them apart")
+            raise ValueError(
+                f"{where}: two subcategories share a signature; the pixels could not tell them apart"
+            )
         for split in SPLITS:
             unknown = set(self.data["counts"][split]) - set(self.signatures)
             if unknown:
-                raise ValueError(f"{where}: counts.{split} names subcategories without a signature: {unknown}")
+                raise ValueError(
+                    f"{where}: counts.{split} names subcategories without a signature: {unknown}"
+                )
 
     def scenes(self, split: str, seed: int, scale: float = 1.0) -> list[tuple[str, Scene]]:
         """The (subcategory, scene) of every clip of `split`, in a shuffled order; `scale` shrinks the counts."""
@@ -196,5 +200,7 @@ def _start(
     elif motion == "moving up":
         lo_y += travel
     if hi_x < lo_x or hi_y < lo_y:
-        raise ValueError(f"a {size}-pixel shape {motion} {travel:.0f} pixels does not fit a {width}x{height} clip")
+        raise ValueError(
+            f"a {size}-pixel shape {motion} {travel:.0f} pixels does not fit a {width}x{height} clip"
+        )
     return rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
