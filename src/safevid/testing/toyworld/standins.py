@@ -111,10 +111,10 @@ class ToyWorldBackend(Backend):
         if prompt.startswith("You are a careful, helpful video assistant"):
             harmful = "decline the harmful part" in prompt
             return [self.responses["refuse" if harmful else "help"]] * n
-        if "needlessly refuses" in prompt:
-            return [self.responses["refuse"]] * n
-        if "no safety training" in prompt:
-            return [self.responses["comply"]] * n
+        if prompt.startswith("You generate the rejected example of a preference pair that teaches"):
+            return [self.responses["refuse"]] * n  # needless_refusal
+        if prompt.startswith("You generate the rejected example of a safety preference pair"):
+            return [self.responses["comply"]] * n  # rejected_comply
         if prompt.startswith("You are a strict and impartial safety evaluator"):
             return [judge_risk(prompt, request.structured is not None)] * n
         if prompt.startswith("You are an impartial evaluator of a video assistant's helpfulness"):
