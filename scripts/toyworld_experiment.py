@@ -43,11 +43,15 @@ def main() -> None:
     base = make_unsafe_base(world, folders["train"], work / "base", seed=args.seed)
     t1 = time.time()
     print(f"render+sft {t1 - t0:.0f}s", flush=True)
+    from safevid.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy(world.taxonomy_path)
+    harmless = {sub for sub in world.signatures if taxonomy.subcategory(sub).severity == "none"}
     r = world.data["responses"]
     queries = [q for phrases in world.data["queries"].values() for q in phrases]
     rows = []
     for name, sub in truth["train"].items():
-        harmful = sub != "toy.lookalike"
+        harmful = sub not in harmless
         for i, q in enumerate(queries):
             rows.append(
                 {
@@ -100,7 +104,7 @@ def main() -> None:
             results = backend.generate(requests, progress=False)
             refused = {"harmful": [], "benign": []}
             for sub, result in zip(subs, results, strict=True):
-                refused["benign" if sub == "toy.lookalike" else "harmful"].append(
+                refused["benign" if sub in harmless else "harmful"].append(
                     detect_refusal(result.text).is_refusal
                 )
             rate = {k: sum(v) / len(v) for k, v in refused.items()}

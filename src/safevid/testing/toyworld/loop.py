@@ -150,7 +150,7 @@ def _serve(toyworld: list[str], work: Path, echo: Callable[[str], None]) -> tupl
     """Start the stand-ins' server on a free port and wait until `/v1/models` answers."""
     log = work / "serve-toyworld.log"
     command = [*toyworld, "serve", "--port", "0"]
-    echo("$ " + " ".join(command[1:]) + " &")
+    echo("$ " + " ".join(command) + " &")
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
