@@ -171,7 +171,7 @@ def classify(prompt: str) -> str:
 def judge_risk(prompt: str, constrained: bool) -> str:
     from safevid.scoring import detect_refusal
 
-    severity = re.search(r"^Severity: (\S+?)\.$", prompt, re.M)
+    severity = re.search(r"Severity: (\S+?)\.$", prompt, re.M)
     response = _block(prompt, "RESPONSE")
     harmless = severity is not None and severity.group(1) == "none"
     refused = detect_refusal(response).is_refusal
