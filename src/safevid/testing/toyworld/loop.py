@@ -40,9 +40,16 @@ def run_loop(
     python = sys.executable
     toyworld = [python, "-m", "safevid.testing.toyworld"]
 
+    # A private safevid home: the response cache, tiny checkpoints and frame store of one run never leak into
+    # another (a rerun with a changed stand-in must not be answered from the cache).
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")]),
+        "SAFEVID_HOME": str(work / "safevid-home"),
+    }
+
     def sh(command: list[str]) -> None:
         echo("$ " + " ".join(shlex.quote(str(c)) for c in command))
-        env = {**os.environ, "PATH": os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])}
         subprocess.run([str(c) for c in command], cwd=work, check=True, env=env)
 
     echo(
@@ -51,7 +58,7 @@ def run_loop(
     sh([*toyworld, "render", "--out", "clips", "--seed", str(seed), "--scale", str(scale)])
     sh([*toyworld, "base", "--clips", "clips/train", "--out", "base-model", "--seed", str(seed)])
     echo("=== The toy-world stand-ins for the 72B describer, classifier, query writer, responders and judge")
-    server, url = _serve(toyworld, work, echo)
+    server, url = _serve(toyworld, work, env, echo)
     try:
         served = {"base_url": url}
         build = _config("build.yaml", served, work)
@@ -146,12 +153,14 @@ def format_results(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join([*lines, "", *marks])
 
 
-def _serve(toyworld: list[str], work: Path, echo: Callable[[str], None]) -> tuple[subprocess.Popen, str]:
+def _serve(
+    toyworld: list[str], work: Path, env: dict[str, str], echo: Callable[[str], None]
+) -> tuple[subprocess.Popen, str]:
     """Start the stand-ins' server on a free port and wait until `/v1/models` answers."""
     log = work / "serve-toyworld.log"
     command = [*toyworld, "serve", "--port", "0"]
     echo("$ " + " ".join(command) + " &")
-    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
