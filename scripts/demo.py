@@ -1,6 +1,14 @@
 """The whole SafeVid loop, offline on CPU, with the same commands a user runs on GPUs.
 
-    make demo            # or: python scripts/demo.py [--work-dir outputs/demo]
+    make demo            # or: python scripts/demo.py [--seed 0] [--work-dir outputs/demo]
+
+By default it runs the toy video world (`safevid.testing.toyworld`): synthetic clips in which only the pixels
+tell a harmful scene from a harmless look-alike, toy-world stand-ins for the 72B models served over the
+OpenAI-compatible protocol, and a tiny video LMM fine-tuned into an unsafe base. The loop (`safevid build` ->
+SafeVidBench -> `accelerate launch recipes/dpo.py` -> `safevid eval` of base, aligned, and aligned with blank
+frames) must make the model safe through the video; the demo prints the table and whether each target is met.
+
+`--random-weights` runs the original plumbing demo instead, on tiny random-weight models:
 
 1. build tiny random-weight checkpoints (a video LMM and a text LLM) and serve each with `safevid serve`,
    an OpenAI-compatible server, as vLLM would serve real ones;
@@ -11,8 +19,8 @@
 6. `safevid eval`: base and aligned models on SafeVidBench, judged through the server; then the metric
    loaded with `evaluate.load("hub/metrics/safevid")`; a report with tables and plots.
 
-The models are tiny and random: every number it prints is meaningless. What it shows is that each real code
-path runs end to end; the commands for real checkpoints are printed at the end.
+Its models are tiny and random, so its numbers are meaningless: it shows that each real code path runs end to end
+(loopback Hub included); the commands for real checkpoints are printed at the end.
 """
 
 from __future__ import annotations
@@ -38,12 +46,16 @@ def main() -> int:
     )
     parser.add_argument("--work-dir", default=str(REPO / "outputs" / "demo"), help="Everything goes here.")
     parser.add_argument("--keep", action="store_true", help="Reuse a previous demo's work dir (resume).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the toy world (clips, weights, data).")
+    parser.add_argument("--random-weights", action="store_true", help="The plumbing demo on random weights.")
     args = parser.parse_args()
     work = Path(args.work_dir).resolve()
     if work.exists() and not args.keep:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if not args.random_weights:
+        return toy_world(work, args.seed, started)
 
     # The Hub libraries read their endpoint once, at import: point them (and every child process) at the
     # loopback Hub before anything imports them.
@@ -68,6 +80,20 @@ def main() -> int:
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Everything is under {work}.")
     print(REAL_SCALE)
     return 0
+
+
+def toy_world(work: Path, seed: int, started: float) -> int:
+    """The toy world's loop; prints the side-by-side table and the targets; exit status 1 if one is missed."""
+    from safevid.testing.toyworld.loop import format_results, run_loop, targets
+
+    results = run_loop(REPO, work, seed=seed, echo=lambda line: print(line, flush=True))
+    print(
+        f"\nToy world, seed {seed}: attack success and refusal on harmful items, over-refusal on look-alikes"
+    )
+    print(format_results(results))
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Reports: {work / 'eval'}/*/report.md")
+    print(REAL_SCALE.replace("These numbers are meaningless: the models are tiny and random. ", ""))
+    return 0 if all(ok for _, _, ok in targets(results)) else 1
 
 
 def run_loop(work: Path, vlm: Path, vlm_url: str, llm_url: str) -> None:

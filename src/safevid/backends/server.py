@@ -101,6 +101,7 @@ class LoopbackServer:
             paths); without any, local media are refused. Paths are resolved (symlinks, ``..``) before the check.
         max_n: Most choices (``n``) one request may ask for.
         max_top_logprobs: Most ``top_logprobs`` one request may ask for.
+        backend: A ready `Backend` to serve instead of a checkpoint (e.g. the toy world's stand-ins).
 
     Example:
 
@@ -122,6 +123,7 @@ class LoopbackServer:
         allowed_local_media_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         max_n: int = DEFAULT_MAX_N,
         max_top_logprobs: int = DEFAULT_MAX_TOP_LOGPROBS,
+        backend: Any = None,
     ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.model_name = model_name or (self.model_dir.name if self.model_dir else "model")
@@ -137,7 +139,7 @@ class LoopbackServer:
         if max_n < 1 or max_top_logprobs < 0:
             raise ValueError(f"max_n must be >= 1 and max_top_logprobs >= 0, got {max_n}, {max_top_logprobs}")
         self.max_n, self.max_top_logprobs = max_n, max_top_logprobs
-        self._backend: Any = None
+        self._backend: Any = backend
         self.stats = ServerStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: Any = None

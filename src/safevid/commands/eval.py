@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="Answer length cap.")
     parser.add_argument("--temperature", type=float, help="Answer sampling temperature (0 = greedy).")
     parser.add_argument("--num-frames", type=int, help="Override the benchmark's VideoSampling frame count.")
+    parser.add_argument(
+        "--video-ablation",
+        choices=("blank",),
+        help="Answer with all-black frames: a blind baseline (how much comes from the video, not the words).",
+    )
     parser.add_argument("--judge-model", help="Judge: checkpoint path/id or served model name.")
     parser.add_argument(
         "--judge-kind", choices=("transformers", "vllm", "openai"), help="Backend of the judge."
@@ -127,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "column_map": args.column_map,
         "policies": args.policies,
         "allowed_local_media_path": args.allowed_local_media_path,
+        "video_ablation": args.video_ablation,
     }
     data.update({k: v for k, v in top.items() if v is not None})
     if args.no_helpfulness:

@@ -272,12 +272,14 @@ def _select(
             votes[(label["subcategory"], record.key)] = label["votes"]
     selected = []
     for sub in subcategories:
+        # Complete: every style the subcategory got queries for has all of them. A style with none is one the query
+        # writer declined for this subcategory (e.g. harmful styles of a harmless look-alike); `_coverage` reports
+        # it and `require_full_coverage` decides whether that is an error.
         complete = [
             (video_id, records)
             for (s, video_id), records in groups.items()
             if s == sub
-            and Counter(r.data["query_style"] for r in records)
-            == Counter({style: config.queries_per_style for style in styles})
+            and set(Counter(r.data["query_style"] for r in records).values()) == {config.queries_per_style}
         ]
         complete.sort(key=lambda vr: (-votes.get((sub, vr[0]), 0), vr[0]))
         for _video_id, records in complete[: config.videos_per_subcategory]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +180,7 @@ def make_test_video(
     exact_gop: bool = False,
     faststart: bool = False,
     audio: bool = False,
+    frame_source: Callable[[int, int, int], np.ndarray] | None = None,
 ) -> Path:
     """Encode a test video whose frames carry their index (see :func:`read_frame_index`).
 
@@ -213,6 +214,9 @@ def make_test_video(
             Put the MP4 index (``moov``) before the media data, as streaming uploads do.
         audio (`bool`, defaults to `False`):
             Add an AAC/Opus sine-wave track, as most real videos have.
+        frame_source (`Callable[[int, int, int], np.ndarray]`, *optional*):
+            ``frame_source(index, width, height)`` gives frame `index` as (height, width, 3) uint8 RGB instead
+            of the index pattern (`pattern` is then unused): scenes such as the toy world's moving shapes.
 
     Returns:
         `Path`: the written file.
@@ -253,7 +257,8 @@ def make_test_video(
         # Encoders drop frame durations; the muxer needs them for the last frame's end time.
         durations: dict[int, int] = {}
         for index, (start, length) in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(pattern_frame(index, width, height, pattern), format="rgb24")
+            image = (frame_source or functools.partial(pattern_frame, pattern=pattern))(index, width, height)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = round(start / time_base), time_base
             durations[frame.pts] = max(1, round(length / time_base))
             _mux(container, stream.encode(frame), durations)

@@ -1,0 +1,112 @@
+"""The unsafe base of the toy world: a tiny random-init video LMM fine-tuned to comply with every query.
+
+At real scale the base is a released video LMM that helps with whatever it is asked; here it is made by a short
+supervised fine-tune of a tiny checkpoint of a real architecture (`safevid.testing.tiny_models`) on the toy
+world's training clips: (clip, query) -> the world's compliant answer, for every clip and query of every
+subcategory. It goes through the project's own training path: `prepare_preference_dataset` (frames decoded once
+into the frame store, the chat template and the video placeholder expanded by the model's processor) and
+`VideoPreferenceCollator` (the family's video tensors). A plain causal-LM loss on the completion tokens of the
+batch's first half (prompt + answer) is the whole objective, so a small loop suffices: TRL's `SFTTrainer` has no
+video path, and the collator already builds what the model takes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from safevid.testing.toyworld.world import ToyWorld
+
+# One setting for every seed: the demo and the tests use it unchanged.
+SFT_EPOCHS = 2
+SFT_LEARNING_RATE = 3e-3
+SFT_BATCH_SIZE = 8
+SAMPLING = {"num_frames": 4}
+
+
+def sft_rows(world: ToyWorld, clips: Path) -> list[dict[str, Any]]:
+    """One row per (training clip, query): the prompt, and the compliant answer as the completion."""
+    import json
+
+    answer = world.data["responses"]["comply"]
+    queries = [q for phrases in world.data["queries"].values() for q in phrases]
+    sampling = json.dumps(SAMPLING, sort_keys=True)
+    rows = []
+    for path in sorted(clips.glob("*.mp4")):
+        for number, query in enumerate(queries):
+            rows.append(
+                {
+                    "id": f"{path.stem}-{number}",
+                    "video": str(path),
+                    "prompt": query,
+                    "chosen": answer,
+                    "rejected": answer,
+                    "sampling": sampling,
+                }
+            )
+    return rows
+
+
+def make_unsafe_base(
+    world: ToyWorld,
+    clips: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Fine-tune the world's tiny `target_family` checkpoint (weights seeded by `seed`) into the unsafe base."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from safevid.testing.tiny_models import build_tiny_model
+    from safevid.training import VideoDPOConfig
+    from safevid.training.collator import VideoPreferenceCollator
+    from safevid.training.data import frame_store_for, prepare_preference_dataset
+
+    output = Path(output_dir)
+    work = Path(work_dir) if work_dir is not None else output.parent / f".{output.name}-sft"
+    checkpoint = build_tiny_model(world.data["target_family"], seed=seed)
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32)
+    args = VideoDPOConfig(
+        output_dir=str(work), cache_dir=str(work / "cache"), use_cpu=True, bf16=False, report_to="none"
+    )
+    dataset = Dataset.from_list(sft_rows(world, Path(clips)))
+    prepared, _ = prepare_preference_dataset(dataset, processor, args, split="sft")
+    collator = VideoPreferenceCollator(processor, frame_store_for(args))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=SFT_LEARNING_RATE)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(SFT_EPOCHS):
+        order = torch.randperm(len(prepared), generator=generator).tolist()
+        for start in range(0, len(order), SFT_BATCH_SIZE):
+            batch = collator([prepared[i] for i in order[start : start + SFT_BATCH_SIZE]])
+            loss = completion_loss(model, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    model.eval()
+    model.save_pretrained(output)
+    processor.save_pretrained(output)
+    return output
+
+
+def completion_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Causal-LM loss on the completion tokens of the batch's first half (prompt + chosen).
+
+    The collator stacks chosen then rejected sequences, and repeats each video tensor for the two halves
+    (`torch.cat([v, v])`), so the first half of every tensor is exactly the chosen sequences' input.
+    """
+    import torch.nn.functional as F
+
+    half = {name: value[: len(value) // 2] for name, value in batch.items() if hasattr(value, "shape")}
+    mask = half.pop("completion_mask")
+    logits = model(**half).logits
+    targets = half["input_ids"][:, 1:]
+    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none")
+    weights = mask[:, 1:].float()
+    return (losses * weights).sum() / weights.sum()
