@@ -104,7 +104,14 @@ def run_loop(
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return {run: json.loads((work / "eval" / run / "metrics.json").read_text()) for run in RUNS}
+    return {run: read_metrics(work / "eval" / run) for run in RUNS}
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """A run's `metrics.json` as {"overall": rates and counts, "by_subcategory": {id: rates and counts}}."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    overall = {k: v for k, v in metrics.items() if not isinstance(v, dict)} | metrics["counts"]
+    return {"overall": overall, "by_subcategory": metrics["by_subcategory"]}
 
 
 def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, float, bool]]:
