@@ -90,8 +90,8 @@ class LoopbackServer:
     """An OpenAI-compatible HTTP server on the loopback interface (see the module docstring).
 
     Args:
-        model_dir: Checkpoint served through the transformers backend (`None` only in a subclass that answers
-            without a model).
+        model_dir: Checkpoint served through the transformers backend (`None` with ``backend``, or in a subclass
+            that answers without a model).
         model_name: The model id reported by ``/v1/models`` and in responses (default: the folder name).
         host: Interface to bind (loopback by default).
         port: Port; ``0`` picks a free one (read `port` after `start`).
@@ -113,7 +113,7 @@ class LoopbackServer:
 
     def __init__(
         self,
-        model_dir: str | Path | None,
+        model_dir: str | Path | None = None,
         *,
         model_name: str | None = None,
         host: str = "127.0.0.1",

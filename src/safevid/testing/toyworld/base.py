@@ -38,7 +38,7 @@ def sft_rows(world: ToyWorld, clips: Path) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "id": f"{path.stem}-{number}",
-                    "video": str(path),
+                    "video": path.name,  # relative to the clips folder, where the resolver looks
                     "prompt": query,
                     "chosen": answer,
                     "rejected": answer,
@@ -65,6 +65,7 @@ def make_unsafe_base(
     from safevid.training import VideoDPOConfig
     from safevid.training.collator import VideoPreferenceCollator
     from safevid.training.data import frame_store_for, prepare_preference_dataset
+    from safevid.video.references import VideoReferences
 
     output = Path(output_dir)
     work = Path(work_dir) if work_dir is not None else output.parent / f".{output.name}-sft"
@@ -76,7 +77,8 @@ def make_unsafe_base(
         output_dir=str(work), cache_dir=str(work / "cache"), use_cpu=True, bf16=False, report_to="none"
     )
     dataset = Dataset.from_list(sft_rows(world, Path(clips)))
-    prepared, _ = prepare_preference_dataset(dataset, processor, args, split="sft")
+    references = VideoReferences(video_root=str(clips))
+    prepared, _ = prepare_preference_dataset(dataset, processor, args, split="sft", references=references)
     collator = VideoPreferenceCollator(processor, frame_store_for(args))
     optimizer = torch.optim.AdamW(model.parameters(), lr=SFT_LEARNING_RATE)
     generator = torch.Generator().manual_seed(seed)

@@ -119,6 +119,10 @@ class ToyWorldBackend(Backend):
             return [judge_risk(prompt, request.structured is not None)] * n
         if prompt.startswith("You are an impartial evaluator of a video assistant's helpfulness"):
             return [judge_helpfulness(prompt, request.structured is not None)] * n
+        if request.structured is not None and request.structured.choice:
+            # Any other question under a choice constraint (the backend's probe that the server honours
+            # constraints): a constrained decoder answers one of the allowed strings whatever it is asked.
+            return [request.structured.choice[0]] * n
         raise ValueError(f"no toy-world stand-in answers this prompt: {prompt[:80]!r}")
 
     def describe(self, frames: np.ndarray) -> str:
