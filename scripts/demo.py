@@ -83,7 +83,10 @@ def main() -> int:
 
 
 def toy_world(work: Path, seed: int, started: float) -> int:
-    """The toy world's loop; prints the side-by-side table and the targets; exit status 1 if one is missed."""
+    """The toy world's loop; prints the side-by-side table and whether each target is met.
+
+    The targets are asserted by `tests/test_toyworld.py` (the full world, 3 seeds, is a slow test); the demo reports
+    them, so a missed target on another seed is shown, not turned into a failed command."""
     from safevid.testing.toyworld.loop import format_results, run_loop, targets
 
     results = run_loop(REPO, work, seed=seed, echo=lambda line: print(line, flush=True))
@@ -93,7 +96,10 @@ def toy_world(work: Path, seed: int, started: float) -> int:
     print(format_results(results))
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Reports: {work / 'eval'}/*/report.md")
     print(REAL_SCALE.replace("These numbers are meaningless: the models are tiny and random. ", ""))
-    return 0 if all(ok for _, _, ok in targets(results)) else 1
+    missed = [name for name, _, ok in targets(results) if not ok]
+    if missed:
+        print(f"\nWARNING: {len(missed)} target(s) missed on seed {seed}: {'; '.join(missed)}")
+    return 0
 
 
 def run_loop(work: Path, vlm: Path, vlm_url: str, llm_url: str) -> None:
