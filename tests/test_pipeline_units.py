@@ -409,7 +409,14 @@ def test_judge_choice_text_and_failures_give_verdicts_with_reasons(tmp_path):
 
     [text] = Judge(backend, style="text", max_tokens=12).judge([item])  # random text: no score in it
     assert text.verdict.label == "undetermined"
-    assert text.verdict.code in ("no_score", "empty", "multiple_scores", "out_of_range", "judge_refused", "truncated")
+    assert text.verdict.code in (
+        "no_score",
+        "empty",
+        "multiple_scores",
+        "out_of_range",
+        "judge_refused",
+        "truncated",
+    )
     assert text.raw_text is not None
 
     with socket.socket() as s:  # a port nobody listens on
