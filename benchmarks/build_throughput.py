@@ -12,12 +12,15 @@ Side by side in one run, against `FaultInjectingServer` in latency-only mode wit
 (c) **decode work**: a real ingest → describe over the clips, counting decodes per video (ingest
     decodes each clip once; describe reads the frames back from the frame store).
 
-Peak RSS of the main process is reported after each part. The videos of (a) are the clips' records
-repeated under distinct ids (with the frame-store entries ingest would have left), so the server sees
-more videos than it has slots without encoding hundreds of clips.
+(d) **memory**: the describe stage's peak RSS at two sizes (N and 4N videos), each in a fresh process, side
+    by side: bounded by the queue (decode workers ahead, requests in flight), it should not grow with N.
+
+The videos of (a) and (d) are the clips' records repeated under distinct ids, with the frame-store entries
+ingest would have left (hard links to the clips' entries), so the server sees more videos than it has slots
+without encoding hundreds of clips.
 
     python benchmarks/build_throughput.py          # a few minutes
-    python benchmarks/build_throughput.py --full   # the issue's size (16 clips of 20 s, 512 videos, 128 in flight)
+    python benchmarks/build_throughput.py --full   # the issue's size (16 clips of 20 s, 2,048 videos, 128 in flight)
 
 Targets: describe >= 0.85 of its ceiling; text stage >= 0.85 of the server ideal; one decode per video.
 """
@@ -25,10 +28,14 @@ Targets: describe >= 0.85 of its ceiling; text stage >= 0.85 of the server ideal
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import json
 import logging
 import math
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +43,12 @@ from typing import Any
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory: ``VmHWM``, which a child starts afresh (``ru_maxrss`` survives exec)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
 def _config(root: Path, clips: Path, url: str, describe_c: int, text_c: int, workers: int | None) -> Any:
@@ -62,6 +74,55 @@ def _config(root: Path, clips: Path, url: str, describe_c: int, text_c: int, wor
     )
 
 
+def _scaled_videos(ctx: Any, ingested: list[Any], count: int) -> list[Any]:
+    """``count`` video records cycling over the ingested clips under distinct ids, each with its own frame-store
+    entry (a hard link to the clip's frames: the stage reads one entry per video, as after a real ingest)."""
+    import os
+    import shutil
+
+    from safevid.pipeline.frames import frames_root
+    from safevid.pipeline.store import OK, Record
+    from safevid.video.frame_store import FrameStore, frame_key
+
+    store, sampling = FrameStore(frames_root(ctx)), ctx.config.video_sampling
+    scaled = []
+    for i in range(count):
+        clip = ingested[i % len(ingested)]
+        video_id = hashlib.sha256(f"{clip.key}|{i}".encode()).hexdigest()
+        (frames, record), (new_frames, new_record) = (
+            store.paths(frame_key(clip.key, sampling)),
+            store.paths(frame_key(video_id, sampling)),
+        )
+        new_frames.parent.mkdir(parents=True, exist_ok=True)
+        if not new_frames.exists():
+            os.link(frames, new_frames)
+            shutil.copyfile(record, new_record)
+        scaled.append(Record("video", video_id, video_id, OK, None, {**clip.data, "video_id": video_id}))
+    return scaled
+
+
+def _describe_peak_rss(args: argparse.Namespace) -> None:
+    """In a fresh process (``--rss-probe``): describe ``--videos`` videos, print the stage's peak RSS as JSON."""
+    from safevid.pipeline.context import BuildContext
+    from safevid.pipeline.describe import run_describe
+    from safevid.pipeline.store import Record, RecordStore
+
+    root = Path(args.rss_probe)
+    config = _config(root, root / "clips", args.url, args.describe_concurrency, 1, args.workers)
+    ctx = BuildContext(config)
+    ingested = [Record(**r) for r in json.loads((root / "ingested.json").read_text())]
+    store = RecordStore(root / f"rss-{args.videos}.sqlite")
+    store.put_many(_scaled_videos(ctx, ingested, args.videos))
+    before = _peak_rss_mb()
+    start = time.perf_counter()
+    run_describe(ctx, store)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"videos": store.count("describe"), "seconds": seconds,
+                      "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": before}))  # fmt: skip
+    store.close()
+    ctx.close()
+
+
 class _DecodeCount(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -75,9 +136,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="the issue's size (tens of minutes)")
     parser.add_argument("--workers", type=int, default=None, help="decode workers (default: CPU count)")
+    # The memory part's child process: describe --videos videos of the build in this folder, against --url.
+    parser.add_argument("--rss-probe", metavar="ROOT", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--videos", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--describe-concurrency", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    clips_n, clip_s, videos, describe_c, text_n, text_c, baseline_videos = (
-        (16, 20.0, 512, 128, 20000, 128, 64) if args.full else (4, 10.0, 128, 32, 3000, 64, 16)
+    if args.rss_probe:
+        _describe_peak_rss(args)
+        return
+    clips_n, clip_s, videos, describe_c, text_n, text_c, baseline_videos, rss_videos = (
+        (16, 20.0, 2048, 128, 20000, 128, 64, 512) if args.full else (4, 10.0, 512, 32, 3000, 64, 16, 128)
     )
     describe_median, text_median, sigma = 2.0, 0.3, 0.6
     mean_factor = math.exp(sigma**2 / 2)
@@ -92,8 +161,8 @@ def main() -> None:
     from safevid.testing.server import FaultConfig, FaultInjectingServer
     from safevid.testing.videos import make_test_video
     from safevid.video import sample_video
-    from safevid.video.frame_store import FrameStore, frame_key
-    from safevid.video.pool import DecodePool, default_decode_workers
+    from safevid.video.frame_store import FrameStore
+    from safevid.video.pool import default_decode_workers
 
     workers = args.workers or default_decode_workers()
     counter = _DecodeCount()
@@ -120,39 +189,33 @@ def main() -> None:
         ingested = list(store.iter_stage("video"))
         frame_entries = len(FrameStore(frames_root(ctx)).keys())
         describe_log = counter.messages[-1]
-        rows.append(("ingest (serial, exact seeks): videos/s", f"{clips_n / ingest_s:.2f}", ""))
+        rows.append(
+            (f"ingest ({workers} decode workers, exact seeks): videos/s", f"{clips_n / ingest_s:.2f}", "")
+        )
         rows.append(("decodes per video: ingest / describe", f"{frame_entries / len(ingested):.0f} / "
                      f"{describe_log.split(', ')[1].split()[0]}/{len(ingested)}", describe_log))  # fmt: skip
 
         # (a) describe at scale: the clips' records under distinct ids, with their frame-store entries.
-        frame_store = FrameStore(frames_root(ctx))
-        scaled: list[Record] = []
-        for i in range(videos):
-            clip = ingested[i % len(ingested)]
-            video_id = hashlib.sha256(f"{clip.key}|{i}".encode()).hexdigest()
-            frames, metadata = frame_store.load(frame_key(clip.key, sampling))
-            frame_store.put(frame_key(video_id, sampling), frames, metadata)
-            scaled.append(Record("video", video_id, video_id, OK, None, {**clip.data, "video_id": video_id}))
+        scaled = _scaled_videos(ctx, ingested, videos)
         store.put_many(scaled)
         encoding = ctx.backend("describer").media_encoding()
-        with DecodePool(workers) as pool:
-            list(pool.imap_unordered(PREPARE_VIDEO, scaled[:workers],
-                                     lambda v: (str(frames_root(ctx)), v.key, v.data["path"], sampling.to_dict(), encoding)))  # fmt: skip
-            start = time.perf_counter()
-            for _ in pool.imap_unordered(
-                PREPARE_VIDEO,
-                scaled,
-                lambda v: (str(frames_root(ctx)), v.key, v.data["path"], sampling.to_dict(), encoding),
-            ):
-                pass
-            decode_ceiling = videos / (time.perf_counter() - start)
-            server_ideal = describe_c / (describe_median * mean_factor)
-            ceiling = min(server_ideal, decode_ceiling)
-            server.faults = FaultConfig(latency_s=describe_median, latency_sigma=sigma, seed=1)
-            store.conn.execute("DELETE FROM records WHERE stage = 'describe'")
-            start = time.perf_counter()
-            run_describe(ctx, store, pool=pool)  # its workers started: a long build pays that once
-            streamed = store.count("describe") / (time.perf_counter() - start)
+        # The build's pool, its workers started by ingest (a build pays that once), alone: the decode ceiling.
+        pool = ctx.decode_pool()
+        start = time.perf_counter()
+        for _ in pool.imap_unordered(
+            PREPARE_VIDEO,
+            scaled,
+            lambda v: (str(frames_root(ctx)), v.key, v.data["path"], sampling.to_dict(), encoding),
+        ):
+            pass
+        decode_ceiling = videos / (time.perf_counter() - start)
+        server_ideal = describe_c / (describe_median * mean_factor)
+        ceiling = min(server_ideal, decode_ceiling)
+        server.faults = FaultConfig(latency_s=describe_median, latency_sigma=sigma, seed=1)
+        store.conn.execute("DELETE FROM records WHERE stage = 'describe'")
+        start = time.perf_counter()
+        run_describe(ctx, store)
+        streamed = store.count("describe") / (time.perf_counter() - start)
         rss_describe = _peak_rss_mb()
 
         # The batch loop this replaced: decode in the main process, send the batch, wait for its slowest.
@@ -239,6 +302,23 @@ def main() -> None:
             ),
             ("peak RSS at the end (main process)", f"{_peak_rss_mb():.0f} MB", ""),
         ]
+
+        # (d) the describe stage's memory at two sizes, each in a fresh process (a peak cannot be reset).
+        (root / "ingested.json").write_text(json.dumps([dataclasses.asdict(r) for r in ingested]))
+        server.faults = FaultConfig(latency_s=describe_median, latency_sigma=sigma, seed=3)
+        probes = []
+        for count in (rss_videos, 4 * rss_videos):
+            command = [sys.executable, __file__, "--rss-probe", str(root), "--url", server.base_url,
+                       "--videos", str(count), "--describe-concurrency", str(describe_c), "--workers", str(workers)]  # fmt: skip
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            probes.append(json.loads(output.strip().splitlines()[-1]))
+        small, large = probes
+        for probe in probes:
+            rows.append((f"describe: peak RSS, {probe['videos']} videos (fresh process)",
+                         f"{probe['peak_rss_mb']:.0f} MB",
+                         f"{probe['videos'] / probe['seconds']:.2f} videos/s; {probe['rss_before_mb']:.0f} MB before the stage"))  # fmt: skip
+        rows.append(("describe: peak RSS growth, 4x the videos", f"{large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x",
+                     f"{large['peak_rss_mb'] - small['peak_rss_mb']:+.0f} MB"))  # fmt: skip
         store.close()
         ctx.close()
     print(f"{clips_n} clips of {clip_s:.0f} s 1280x720 H.264 at 30 fps, 16 frames each, exact seeks; "

@@ -151,3 +151,20 @@ def test_decode_pool_returns_each_result_or_its_error(tmp_path):
     assert "missing.mp4" in str(results[paths[3]])
     with pytest.raises(ValueError, match="at least one worker"):
         DecodePool(-1)
+
+
+def test_a_decode_pool_dropped_without_close_stops_its_workers(tmp_path):
+    import gc
+
+    from safevid.testing.videos import make_test_video
+    from safevid.video import VideoSampling
+    from safevid.video.pool import DecodePool
+
+    path = make_test_video(tmp_path / "v.mp4", duration=1.0)
+    pool = DecodePool(1)
+    [(_, probe)] = pool.imap_unordered("probe_video", [path], lambda p: (p, VideoSampling()))
+    assert round(probe.duration) == 1
+    [worker] = pool._started
+    del pool
+    gc.collect()
+    assert worker.process.wait(timeout=30) is not None  # killed, not left running

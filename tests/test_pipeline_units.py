@@ -223,7 +223,11 @@ def _ingest(tmp_path, inputs):
         }
     )
     store = RecordStore(tmp_path / "ingest.sqlite")
-    run_ingest(BuildContext(config), store, batch_size=3)
+    ctx = BuildContext(config)
+    try:
+        run_ingest(ctx, store, batch_size=3)
+    finally:
+        ctx.close()  # stops the decode workers
     return store
 
 

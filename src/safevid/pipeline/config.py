@@ -292,7 +292,9 @@ class BuildConfig:
     )
     decode_workers: int | None = field(
         default=None,
-        metadata={"help": "Decode worker processes preparing describe's videos; the CPU count by default."},
+        metadata={
+            "help": "Decode worker processes (ingest samples, describe encodes); the CPU count by default."
+        },
     )
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)

@@ -94,6 +94,7 @@ class BuildContext:
     prompts: PromptLibrary = field(init=False)
     checkpoint: Checkpoints = field(default_factory=Checkpoints)
     _backends: dict[str, Any] = field(default_factory=dict)
+    _decode_pool: Any = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.shard < self.num_shards:
@@ -167,7 +168,20 @@ class BuildContext:
         """The seed of a sampled request: a function of the build seed, the stage and the record key only."""
         return int(hashlib.sha256(f"{self.config.seed}|{stage}|{key}".encode()).hexdigest()[:8], 16)
 
+    # --- video decoding ------------------------------------------------------------------------
+    def decode_pool(self) -> Any:
+        """The build's `safevid.video.pool.DecodePool` (``decode_workers`` processes, the sampling's timeout per call),
+        started on first use and shared by ingest and describe, so a build pays the workers' start-up once."""
+        if self._decode_pool is None:
+            from safevid.video.pool import DecodePool
+
+            self._decode_pool = DecodePool(self.config.decode_workers, self.config.video_sampling.timeout_s)
+        return self._decode_pool
+
     def close(self) -> None:
+        if self._decode_pool is not None:
+            self._decode_pool.close()
+            self._decode_pool = None
         for backend in self._backends.values():
             close = getattr(backend, "close", None)  # engines and connection pools have something to release
             if close is not None:

@@ -1,16 +1,15 @@
 """Stage 1, describe: a video LMM writes a detailed, time-ordered description of each video.
 
 The frames are those ingest sampled with the build's `VideoSampling`, read back from the build's frame
-store (`safevid.pipeline.frames`; decoded again only if the entry is missing) in a pool of decode worker
+store (`safevid.pipeline.frames`; decoded again only if the entry is missing) in the build's decode worker
 processes (``decode_workers``), which also encode them for the wire, ahead of the requests (a local engine,
-which takes the frames themselves, memory-maps them in-process): the main process only streams requests (`safevid.pipeline.batching.run_streamed`). Each goes out with the
-``describe`` prompt; the record keeps the text, the model, its revision and the prompt hash. An empty
+which takes the frames themselves, memory-maps them in-process): the main process only streams requests
+(`safevid.pipeline.batching.run_streamed`). Each goes out with the ``describe`` prompt; the record keeps the text, the model, its revision and the prompt hash. An empty
 description is dropped with its reason.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
 
@@ -19,21 +18,14 @@ from safevid.pipeline.batching import Work, failure, pending, run_streamed, samp
 from safevid.pipeline.context import BuildContext
 from safevid.pipeline.frames import PREPARE_VIDEO, PreparedVideo, frames_root, stored_video
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
-from safevid.video.pool import DecodePool
 
 STAGE = "describe"
 logger = logging.getLogger(__name__)
 
 
-def run_describe(ctx: BuildContext, store: RecordStore, *, pool: DecodePool | None = None) -> None:
-    """Describe every ingested video of the store that has no description yet.
-
-    Args:
-        ctx: The build's context.
-        store: This shard's record store.
-        pool: A decode pool to prepare the videos in (kept open); by default one of ``decode_workers``
-            processes, started for the stage and closed after it.
-    """
+def run_describe(ctx: BuildContext, store: RecordStore) -> None:
+    """Describe every ingested video of the store that has no description yet, its frames prepared in the
+    build's decode pool (`BuildContext.decode_pool`)."""
     from safevid.video import VideoDecodeError
 
     cfg = ctx.config.describe
@@ -77,17 +69,14 @@ def run_describe(ctx: BuildContext, store: RecordStore, *, pool: DecodePool | No
         units = (describe(v, in_process(v)) for v in todo)
         run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
     else:
-        with contextlib.ExitStack() as stack:
-            if pool is None:
-                pool = stack.enter_context(DecodePool(ctx.config.decode_workers, sampling.timeout_s))
-            prepared = pool.imap_unordered(
-                PREPARE_VIDEO,
-                todo,
-                lambda v: (root, v.key, v.data["path"], sampling.to_dict(), encoding),
-                name_of=lambda v: v.data["path"],
-            )
-            units = (describe(v, o) for v, o in prepared)
-            run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
+        prepared = ctx.decode_pool().imap_unordered(
+            PREPARE_VIDEO,
+            todo,
+            lambda v: (root, v.key, v.data["path"], sampling.to_dict(), encoding),
+            name_of=lambda v: v.data["path"],
+        )
+        units = (describe(v, o) for v, o in prepared)
+        run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
     logger.info(
         "describe: %d video(s) read from the frame store, %d decoded again", decoded[False], decoded[True]
     )

@@ -14,7 +14,9 @@ Each item is assigned to a shard by the hash of its source key (cheap: no worker
 bytes). The key never holds a machine's absolute path — a file's is its input's index and its path
 relative to the input folder (or list file line as written) — so nodes mounting the inputs at
 different places partition them the same way. Each item is then read, hashed (video id = SHA-256 of the
-bytes), probed and sampled with the shared `VideoSampling`. A bad item — malformed list line, missing file,
+bytes) in the main process, then probed and sampled with the shared `VideoSampling` in the build's decode
+worker processes, ahead and in parallel; the frames go to the build's frame store, decoded once for the whole
+build (`safevid.pipeline.frames`). A bad item — malformed list line, missing file,
 failed download, undecodable video, duplicate content — is recorded as dropped with its reason and the source
 named, and skipped.
 
@@ -34,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safevid.pipeline.batching import pending
 from safevid.pipeline.config import InputSpec
 from safevid.pipeline.context import BuildContext, shard_of, stable_hash
-from safevid.pipeline.frames import frames_root
+from safevid.pipeline.frames import frames_root, stored_video
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
-from safevid.video.frame_store import FrameStore, frame_key
 from safevid.video.references import (
     DOWNLOAD_DEADLINE_S,
     MAX_DOWNLOAD_BYTES,
@@ -204,86 +206,134 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _ingest_one(ctx: BuildContext, item: SourceItem) -> tuple[Record, Record | None]:
-    """(source record, video record or None) for one item."""
-    from safevid.video import VideoDecodeError, probe_video, sample_video
+DECODE_VIDEO = "safevid.pipeline.ingest:decode_video"
 
+
+@dataclass(frozen=True)
+class _ToDecode:
+    """A source read and hashed in the main process, on its way to a decode worker."""
+
+    item: SourceItem
+    source_key: str
+    path: Path
+    video_id: str
+
+
+def decode_video(
+    root: str, video_id: str, path: str, sampling: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """In a decode worker: ``(probe, sampled metadata)`` of a video, its frames put in the build's frame store.
+
+    Decoded once: describe and the target model's replies read these frames back (`safevid.pipeline.frames`), and a
+    rerun after a kill finds them there instead of decoding again.
+    """
+    from safevid.video import VideoSampling, probe_video
+
+    settings = {**sampling, "timeout_s": None}  # the pool bounds the call: no nested worker
+    probe = probe_video(path, VideoSampling.from_dict(settings))
+    sampled, _ = stored_video(root, video_id, path, settings)
+    return probe.to_dict(), sampled.metadata()
+
+
+def _read(ctx: BuildContext, item: SourceItem) -> _ToDecode | Record:
+    """The item materialised as a local file and hashed, or the record of why it was dropped."""
     source_key = stable_hash("source", item.key)
-
-    def dropped(reason: str, message: str, video_id: str = "") -> tuple[Record, None]:
-        data = {"source": item.name, "reason": reason, "message": message}
-        return Record(SOURCE_STAGE, source_key, video_id, DROPPED, reason, data), None
-
     if item.problem is not None:
-        return dropped(*item.problem)
+        return _dropped(source_key, item, *item.problem)
     try:
         path = _materialise(ctx, item)
     except VideoReferenceError as e:
-        return dropped(e.reason, str(e))
+        return _dropped(source_key, item, e.reason, str(e))
     except OSError as e:  # urllib's URLError and HTTPError are OSErrors
-        return dropped("download_failed", f"{item.name}: {e}")
+        return _dropped(source_key, item, "download_failed", f"{item.name}: {e}")
     try:
         video_id = file_sha256(path)
     except OSError as e:
-        return dropped("unreadable_file", f"{item.name}: {e}")
-    sampling = ctx.config.video_sampling
-    try:
-        probe = probe_video(path, sampling)
-        sampled = sample_video(path, sampling)
-    except VideoDecodeError as e:
-        return dropped("decode_error", f"{item.name}: {e}", video_id)
-    metadata = sampled.metadata()
-    # Decoded once: describe and the target model's replies read these frames back (`safevid.pipeline.frames`).
-    FrameStore(frames_root(ctx)).put(frame_key(video_id, sampling), sampled.frames, metadata)
+        return _dropped(source_key, item, "unreadable_file", f"{item.name}: {e}")
+    return _ToDecode(item, source_key, path, video_id)
+
+
+def _dropped(source_key: str, item: SourceItem, reason: str, message: str, video_id: str = "") -> Record:
+    data = {"source": item.name, "reason": reason, "message": message}
+    return Record(SOURCE_STAGE, source_key, video_id, DROPPED, reason, data)
+
+
+def _ingested(job: _ToDecode, outcome: Any) -> list[Record]:
+    """The source and video records of a decoded video, or the source record of why it did not decode."""
+    from safevid.video import VideoDecodeError
+
+    if isinstance(outcome, VideoDecodeError):
+        return [
+            _dropped(job.source_key, job.item, "decode_error", f"{job.item.name}: {outcome}", job.video_id)
+        ]
+    if isinstance(outcome, BaseException):  # not the video's fault (a full disk, a bug): stop the build
+        raise outcome
+    probe, metadata = outcome
     video = {
-        "video_id": video_id,
-        "source": item.name,
-        "path": str(path.resolve()),
-        "suffix": item.suffix,
-        "size_bytes": path.stat().st_size,
-        "probe": probe.to_dict(),
+        "video_id": job.video_id,
+        "source": job.item.name,
+        "path": str(job.path.resolve()),
+        "suffix": job.item.suffix,
+        "size_bytes": job.path.stat().st_size,
+        "probe": probe,
         "frame_timestamps": metadata["timestamps"],
         "sampled_fps": metadata["sampled_fps"],
         "duration": metadata["duration"],
     }
-    source = Record(SOURCE_STAGE, source_key, video_id, OK, None, {"source": item.name, "video_id": video_id})
-    return source, Record(STAGE, video_id, video_id, OK, None, video)
+    source = {"source": job.item.name, "video_id": job.video_id}
+    return [
+        Record(SOURCE_STAGE, job.source_key, job.video_id, OK, None, source),
+        Record(STAGE, job.video_id, job.video_id, OK, None, video),
+    ]
 
 
 def run_ingest(ctx: BuildContext, store: RecordStore, *, batch_size: int = 64) -> None:
-    """Ingest this shard's sources that are not in the store yet; one transaction per batch."""
-    pending: list[SourceItem] = []
+    """Ingest this shard's sources that are not in the store yet.
 
-    def flush() -> None:
-        done = store.done_keys(SOURCE_STAGE, [stable_hash("source", i.key) for i in pending])
-        records: list[Record] = []
-        seen: set[str] = set()
-        for item in pending:
-            if stable_hash("source", item.key) in done:
+    Each source is read and hashed here (downloads, archive members), then probed and sampled in the build's
+    decode pool (`BuildContext.decode_pool`), ahead and in parallel; records are committed every ``batch_size``
+    as they land. A source with the bytes of a video already ingested, or on its way, is dropped as a
+    duplicate without decoding.
+    """
+    records: list[Record] = []
+    first_source: dict[str, str] = {}  # video id -> the source that brought it in this run
+    sampling, root = ctx.config.video_sampling.to_dict(), str(frames_root(ctx))
+
+    def to_decode() -> Iterator[_ToDecode]:
+        items = (i for i in iter_sources(ctx) if shard_of(i.key, ctx.num_shards) == ctx.shard)
+        for item in pending(store, items, SOURCE_STAGE, lambda i: stable_hash("source", i.key)):
+            job = _read(ctx, item)
+            if isinstance(job, Record):
+                records.append(job)
                 continue
-            source, video = _ingest_one(ctx, item)
-            if video is not None and (video.key in seen or store.get(STAGE, video.key) is not None):
-                message = f"{item.name}: same bytes as an already ingested video {video.key[:12]}"
-                source = Record(SOURCE_STAGE, source.key, video.key, DROPPED, "duplicate_video",
-                                {"source": item.name, "reason": "duplicate_video", "message": message})  # fmt: skip
-                video = None
-            records.append(source)
-            if video is not None:
-                seen.add(video.key)
-                records.append(video)
-        pending.clear()
+            first = first_source.get(job.video_id)
+            if first is not None or store.get(STAGE, job.video_id) is not None:
+                message = (
+                    f"{item.name}: same bytes as {first or 'an already ingested video'} ({job.video_id[:12]})"
+                )
+                records.append(_dropped(job.source_key, item, "duplicate_video", message, job.video_id))
+                continue
+            first_source[job.video_id] = item.name
+            yield job
+
+    def commit() -> None:
         if records:
             ctx.checkpoint("ingest:before_commit")
             store.put_many(records)
+            records.clear()
             ctx.checkpoint("ingest:after_commit")
 
-    for item in iter_sources(ctx):
-        if shard_of(item.key, ctx.num_shards) != ctx.shard:
-            continue
-        pending.append(item)
-        if len(pending) >= batch_size:
-            flush()
-    flush()
+    decoded = ctx.decode_pool().imap_unordered(
+        DECODE_VIDEO,
+        to_decode(),
+        lambda job: (root, job.video_id, str(job.path), sampling),
+        name_of=lambda job: job.item.name,
+    )
+    for job, outcome in decoded:
+        records.extend(_ingested(job, outcome))
+        if len(records) >= batch_size:
+            commit()
+    commit()
 
 
 def video_record(store: RecordStore, video_id: str) -> dict[str, Any]:

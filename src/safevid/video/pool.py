@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -57,6 +58,9 @@ class DecodePool:
         self._local = threading.local()
         self._started: list[DecodeWorker] = []
         self._lock = threading.Lock()
+        # A pool dropped without close() (an exception, a forgotten context) must not leave workers behind.
+        # (Not waiting for the threads then: the last reference may be dropped by one of them.)
+        self._finalizer = weakref.finalize(self, _stop, self._threads, self._started, self._lock, wait=False)
 
     def call(self, function: str, args: tuple[Any, ...], name: str) -> Any:
         """Run ``function(*args)`` in this thread's worker process (started on first use, restarted after a kill)."""
@@ -103,15 +107,26 @@ class DecodePool:
 
     def close(self) -> None:
         """Stop the threads and the worker processes."""
-        self._threads.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            for worker in self._started:
-                if worker.alive():
-                    worker.kill()
-            self._started.clear()
+        if self._finalizer.detach() is not None:
+            _stop(self._threads, self._started, self._lock, wait=True)
 
     def __enter__(self) -> DecodePool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stop(
+    threads: concurrent.futures.ThreadPoolExecutor,
+    started: list[DecodeWorker],
+    lock: threading.Lock,
+    *,
+    wait: bool,
+) -> None:
+    threads.shutdown(wait=wait, cancel_futures=True)
+    with lock:
+        for worker in started:
+            if worker.alive():
+                worker.kill()
+        started.clear()
