@@ -124,6 +124,7 @@ def identify(base_url: str, documents: dict[str, Any]) -> ServerIdentity:
 
 
 def constraint_kind(spec: StructuredOutput) -> Literal["choice", "json", "regex"]:
+    """Which kind of constraint ``spec`` is (each kind is probed once per server)."""
     return "choice" if spec.choice else "regex" if spec.regex is not None else "json"
 
 
@@ -176,6 +177,7 @@ def choice_regex(choices: tuple[str, ...] | list[str]) -> str:
 
 
 def expressible(dialect: Dialect, spec: StructuredOutput) -> bool:
+    """Whether ``dialect`` has a request field for ``spec``'s kind of constraint."""
     return dialect != "none" and bool(constraint_fields(dialect, spec))
 
 
@@ -229,6 +231,7 @@ def check_probe(identity: ServerIdentity, base_url: str, request: ChatRequest, r
 def unexpressible_error(
     identity: ServerIdentity, base_url: str, spec: StructuredOutput
 ) -> StructuredOutputsNotHonouredError:
+    """The error for a constraint the identified server cannot express, naming the fix for that server."""
     kind = {"choice": "choice", "json": "JSON schema", "regex": "regex"}[constraint_kind(spec)]
     return StructuredOutputsNotHonouredError(
         f"{identity} at {base_url} has no {kind} constraint in the {identity.dialect!r} dialect: "

@@ -392,6 +392,7 @@ def fingerprint_payload(
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
+    """SHA-256 of a `fingerprint_payload`: a build's identity, checked on every rerun and publish."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

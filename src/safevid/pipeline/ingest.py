@@ -199,6 +199,7 @@ def _materialise(ctx: BuildContext, item: SourceItem) -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks: a video's id in a SafeVid build."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -337,6 +338,7 @@ def run_ingest(ctx: BuildContext, store: RecordStore, *, batch_size: int = 64) -
 
 
 def video_record(store: RecordStore, video_id: str) -> dict[str, Any]:
+    """The ingest record of ``video_id`` (path, probe, frame timestamps...); `KeyError` if not ingested."""
     record = store.get(STAGE, video_id)
     if record is None:
         raise KeyError(f"No ingested video {video_id} in {store.path}")

@@ -98,6 +98,7 @@ def judge_record_stats(stores: Iterable[RecordStore]) -> dict[str, int]:
 def build_manifest(
     ctx: BuildContext, fingerprint: str, stores: list[RecordStore], shards: int
 ) -> dict[str, Any]:
+    """The build manifest: fingerprint, redacted config, taxonomy, prompts, models and per-stage counts."""
     config = ctx.config
     return {
         "format": 1,

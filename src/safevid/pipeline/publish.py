@@ -330,6 +330,8 @@ def swap_in_staged(staging: Path, output: Path) -> None:
 # --- Hub ---------------------------------------------------------------------------------------------
 @dataclass
 class PushResult:
+    """What `push_to_hub` did: the repository, the files uploaded, skipped (unchanged) and deleted, the commits."""
+
     repo_id: str
     uploaded: list[str]
     skipped: list[str]

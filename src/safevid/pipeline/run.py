@@ -54,6 +54,7 @@ class BuildResult:
 
 
 def store_path(config: BuildConfig, shard: int, num_shards: int) -> Path:
+    """The record store of one shard, in the build's work folder."""
     return config.work_path / f"shard-{shard:05d}-of-{num_shards:05d}.sqlite"
 
 
