@@ -29,8 +29,10 @@ local path instead.
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,7 @@ from safevid.video.references import (
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
 STAGE = "video"
 SOURCE_STAGE = "source"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -222,8 +225,8 @@ class _ToDecode:
 
 def decode_video(
     root: str, video_id: str, path: str, sampling: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """In a decode worker: ``(probe, sampled metadata)`` of a video, its frames put in the build's frame store.
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """In a decode worker: ``(probe, sampled metadata, decoded)`` of a video, its frames in the build's frame store.
 
     Decoded once: describe and the target model's replies read these frames back (`safevid.pipeline.frames`), and a
     rerun after a kill finds them there instead of decoding again.
@@ -232,8 +235,8 @@ def decode_video(
 
     settings = {**sampling, "timeout_s": None}  # the pool bounds the call: no nested worker
     probe = probe_video(path, VideoSampling.from_dict(settings))
-    sampled, _ = stored_video(root, video_id, path, settings)
-    return probe.to_dict(), sampled.metadata()
+    sampled, decoded = stored_video(root, video_id, path, settings)
+    return probe.to_dict(), sampled.metadata(), decoded
 
 
 def _read(ctx: BuildContext, item: SourceItem) -> _ToDecode | Record:
@@ -269,7 +272,7 @@ def _ingested(job: _ToDecode, outcome: Any) -> list[Record]:
         ]
     if isinstance(outcome, BaseException):  # not the video's fault (a full disk, a bug): stop the build
         raise outcome
-    probe, metadata = outcome
+    probe, metadata, _ = outcome
     video = {
         "video_id": job.video_id,
         "source": job.item.name,
@@ -299,6 +302,7 @@ def run_ingest(ctx: BuildContext, store: RecordStore, *, batch_size: int = 64) -
     records: list[Record] = []
     first_source: dict[str, str] = {}  # video id -> the source that brought it in this run
     sampling, root = ctx.config.video_sampling.to_dict(), str(frames_root(ctx))
+    decodes: Counter[bool] = Counter()
 
     def to_decode() -> Iterator[_ToDecode]:
         items = (i for i in iter_sources(ctx) if shard_of(i.key, ctx.num_shards) == ctx.shard)
@@ -332,9 +336,12 @@ def run_ingest(ctx: BuildContext, store: RecordStore, *, batch_size: int = 64) -
     )
     for job, outcome in decoded:
         records.extend(_ingested(job, outcome))
+        if isinstance(outcome, tuple):
+            decodes[outcome[2]] += 1
         if len(records) >= batch_size:
             commit()
     commit()
+    logger.info("ingest: %d video(s) decoded, %d found in the frame store", decodes[True], decodes[False])
 
 
 def video_record(store: RecordStore, video_id: str) -> dict[str, Any]:
