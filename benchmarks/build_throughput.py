@@ -190,7 +190,8 @@ def main() -> None:
         ingest_s = time.perf_counter() - start
         run_describe(ctx, store)
         ingested = list(store.iter_stage("video"))
-        decodes = [int(re.search(r"(\d+) decoded", m).group(1)) for m in stage_log.messages[-2:]]  # type: ignore[union-attr]
+        found = [re.search(r"(\d+) (?:video\(s\) )?decoded", m) for m in stage_log.messages[-2:]]
+        decodes = [int(f.group(1)) if f else -1 for f in found]
         rows.append((f"ingest ({workers} decode workers, exact seeks, with their start-up): videos/s",
                      f"{clips_n / ingest_s:.2f}", ""))  # fmt: skip
         rows.append((f"decodes of {len(ingested)} videos: ingest / describe", f"{decodes[0]} / {decodes[1]}",
