@@ -74,8 +74,17 @@ def test_dicts_stored_before_the_field_still_load():
     assert VideoSampling.from_dict(stored) == VideoSampling()
     keyframe = VideoSampling(positions="keyframe")
     assert VideoSampling.from_dict(keyframe.to_dict()) == keyframe
-    # Frames sampled one way are never served for the other.
+    # Frames sampled one way are never served for the other, and frame stores written before the field keep
+    # their keys (these are the keys of the commit before it).
     assert frame_key("video", keyframe) != frame_key("video", VideoSampling())
+    assert (
+        frame_key("video", VideoSampling())
+        == "7f1ee02a91182d251b7f652cf0de6789005df6024a61cf0f8463f7710c3cd17c"
+    )
+    assert (
+        frame_key("video", VideoSampling(num_frames=16, backend="pyav", timeout_s=3))
+        == "36a84aef6409ee7d951d9e47b6b7ab00e752d149fe09cff87585d528f1a974aa"
+    )
 
 
 # --- decoding --------------------------------------------------------------------------------
