@@ -178,8 +178,8 @@ class TorchCodecDecoder:
 
     def keyframe_times(self) -> list[float]:
         # torchcodec 0.17 has keyframe *indices* only (the private `VideoDecoder._get_key_frame_indices()`, in
-        # exact mode), and their times would take a decode; PyAV reads the times from the packet headers,
-        # ~70 ms for 3,600 packets of a 350 MB file, and gives the PyAV backend the same keyframes.
+        # exact mode), and their times would take a decode. PyAV reads the times from the packet headers (one
+        # demux, no decoding; its cost is in docs/benchmarks.md) and gives the PyAV backend the same keyframes.
         source = self._source
         if source.decoder is not None or not source.regular_file:
             return []  # nothing to reopen: an open decoder with no file, or a pipe, readable once
@@ -189,9 +189,8 @@ class TorchCodecDecoder:
             with av.open(source.path if source.path is not None else io.BytesIO(source.data)) as container:
                 stream = container.streams.video[0]
                 return scan_keyframes(container.demux(stream), stream)
-        except (
-            Exception
-        ):  # keyframes only speed sampling up: without them samples stay exact, and `fallback` says so
+        except Exception:
+            # Keyframes only speed sampling up: without them samples stay exact, and `fallback` says so.
             return []
 
     def _located(self, error: BaseException, timestamps: list[float]) -> VideoDecodeError:
@@ -316,14 +315,11 @@ class PyAVDecoder:
         if self._scanned_keyframes is None:
             # Approximate mode read the index entries only (see `_index_keyframes`): demux the packets once.
             try:
-                self._container.seek(
-                    int(self.info.start / self._time_base), stream=self._stream, backward=True
-                )
+                start = int(self.info.start / self._time_base)
+                self._container.seek(start, stream=self._stream, backward=True)
                 self._scanned_keyframes = scan_keyframes(self._container.demux(self._stream), self._stream)
-            except (
-                Exception
-            ):  # as torchcodec's: without keyframe times samples stay exact, and `fallback` says so
-                self._scanned_keyframes = []
+            except Exception:
+                self._scanned_keyframes = []  # as for torchcodec: samples stay exact, and `fallback` says so
             finally:
                 self._reset()  # the next read seeks afresh
             self._keyframes = self._scanned_keyframes or self._keyframes  # better seek targets, too
