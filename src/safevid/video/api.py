@@ -8,7 +8,13 @@ from typing import Any
 from safevid.video.decoders import Decoder, open_decoder
 from safevid.video.errors import VideoDecodeError
 from safevid.video.sampled import SampledVideo, VideoProbe
-from safevid.video.sampling import VideoSampling, index_centres, segment_centres, target_size
+from safevid.video.sampling import (
+    VideoSampling,
+    index_centres,
+    nearest_keyframes,
+    segment_centres,
+    target_size,
+)
 from safevid.video.sources import VideoSource, resolve_source
 
 
@@ -18,8 +24,9 @@ def sample_video(
     """Sample frames from a video at uniformly spaced timestamps, seeking to each one.
 
     The stream ``[start, end)`` is cut into ``n`` equal segments and the frame on screen at each
-    segment's centre is decoded (see `VideoSampling` for ``n``). Only the groups of pictures
-    around those timestamps are decoded, never the whole stream, unless every frame is needed.
+    segment's centre is decoded (see `VideoSampling` for ``n``), or with ``positions="keyframe"``
+    the keyframe nearest each centre. Only the groups of pictures around those timestamps are
+    decoded, never the whole stream, unless every frame is needed.
 
     Args:
         source:
@@ -124,10 +131,14 @@ def _sample(decoder: Decoder, sampling: VideoSampling) -> SampledVideo:
         frames, times = decoder.all_frames()
         fallback = "all_frames" if requested > len(times) else None
     else:
-        frames, times = decoder.frames_at(segment_centres(info.start, info.end, requested))
+        targets = segment_centres(info.start, info.end, requested)
+        if sampling.positions == "keyframe":
+            targets, fallback = _on_keyframes(decoder, targets)
+        frames, times = decoder.frames_at(targets)
         if _repeats(times) and decoder.exact_indices:
-            # Two timestamps fell on one long-lasting frame (variable frame rate): the stream has enough
-            # frames, so take them at evenly spaced indices instead (distinct by construction).
+            # Two timestamps fell on one frame (a long-lasting one of a variable frame rate, or a centre on its
+            # neighbour's keyframe): the stream has enough frames, so take them at evenly spaced indices instead
+            # (distinct by construction).
             frames, times = decoder.frames_at_indices(index_centres(info.num_frames, requested))
             fallback = "frame_indices"
         keep = [i for i, t in enumerate(times) if i == 0 or t > times[i - 1]]
@@ -161,6 +172,17 @@ def _sample(decoder: Decoder, sampling: VideoSampling) -> SampledVideo:
         sampling=sampling,
         source=decoder.name,
     )
+
+
+def _on_keyframes(decoder: Decoder, centres: list[float]) -> tuple[list[float], str | None]:
+    """The keyframe nearest each centre (see `nearest_keyframes`), the centre itself where none is left."""
+    keyframes = decoder.keyframe_times()
+    if keyframes is None:  # every frame costs the same (decoded frames): the centres are as cheap as any
+        return centres, None
+    info = decoder.info
+    landed = nearest_keyframes(centres, [k for k in keyframes if info.start <= k < info.end])
+    targets = [centre if key is None else key for centre, key in zip(centres, landed, strict=True)]
+    return targets, "exact_positions" if None in landed else None
 
 
 def _repeats(times: list[float]) -> bool:

@@ -7,8 +7,9 @@ Both file backends apply the container's display rotation the same way (counter-
 FFmpeg's display matrix says), convert to RGB with FFmpeg's swscale, and return uint8
 (T, C, H, W) tensors, so the same file gives the same frames from either. They agree on the stream's
 end too: the end of the last frame as the container times it (torchcodec's own end, from decoded frame
-durations, can fall short on variable-frame-rate MP4). A decode error after the file opened names the
-time it happened at and its cause.
+durations, can fall short on variable-frame-rate MP4). Both take their keyframe times from the same place, the
+packet headers as PyAV demuxes them, so keyframe positions (`VideoSampling.positions`) agree too. A decode
+error after the file opened names the time it happened at and its cause.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ class Decoder(Protocol):
         """Every frame and its time."""
         ...
 
+    def keyframe_times(self) -> list[float] | None:
+        """Presentation times of the keyframes, ascending: ``[]`` if unknown, `None` if every frame is one
+        at no seek cost (already-decoded frames)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -102,6 +108,7 @@ class TorchCodecDecoder:
 
     def __init__(self, source: VideoSource, seek_mode: str):
         self.name = source.name
+        self._source = source
         if source.decoder is not None:
             self._decoder = source.decoder
         else:
@@ -169,6 +176,23 @@ class TorchCodecDecoder:
             raise self._located(error, probes) from None
         return batch.data, [float(t) for t in batch.pts_seconds.tolist()]
 
+    def keyframe_times(self) -> list[float]:
+        # torchcodec 0.17 has keyframe *indices* only (the private `VideoDecoder._get_key_frame_indices()`, in
+        # exact mode), and their times would take a decode. PyAV reads the times from the packet headers (one
+        # demux, no decoding; its cost is in docs/benchmarks.md) and gives the PyAV backend the same keyframes.
+        source = self._source
+        if source.decoder is not None or not source.regular_file:
+            return []  # nothing to reopen: an open decoder with no file, or a pipe, readable once
+        try:
+            import av
+
+            with av.open(source.path if source.path is not None else io.BytesIO(source.data)) as container:
+                stream = container.streams.video[0]
+                return scan_keyframes(container.demux(stream), stream)
+        except Exception:
+            # Keyframes only speed sampling up: without them samples stay exact, and `fallback` says so.
+            return []
+
     def _located(self, error: BaseException, timestamps: list[float]) -> VideoDecodeError:
         """The error of a batched decode, at the first time that fails alone (found on the error path only)."""
         for t in timestamps:
@@ -222,6 +246,7 @@ class PyAVDecoder:
         stream.thread_type = "SLICE"  # frame threading would delay each seek, as for torchcodec
         self._stream, self._time_base = stream, stream.time_base
         self._keyframes: list[float] | None = None
+        self._scanned_keyframes: list[float] | None = None  # the packets' own presentation times, once read
         self._frame_times: list[float] | None = None
         self.exact_indices = seek_mode == "exact"
         if seek_mode == "exact":
@@ -262,7 +287,7 @@ class PyAVDecoder:
                 keyframes.append(float(packet.pts * self._time_base))
         if not pts_list:
             raise VideoDecodeError(self.name, "the video stream has no frames")
-        self._keyframes = sorted(keyframes)
+        self._keyframes = self._scanned_keyframes = sorted(keyframes)
         self._frame_times = [float(pts * self._time_base) for pts in sorted(pts_list)]
         start = min(pts_list)
         return float(start * self._time_base), float(max(end, max(pts_list)) * self._time_base), len(pts_list)
@@ -281,9 +306,24 @@ class PyAVDecoder:
         return start, start + duration, num_frames
 
     def _index_keyframes(self) -> list[float] | None:
-        # MP4 sample tables and Matroska cues list keyframes without a scan.
+        # MP4 sample tables and Matroska cues list keyframes without a scan, good enough to aim seeks at: MP4's
+        # are decode times (before the presentation times with B-frames), Matroska's load on the first seek.
         entries = [e for e in self._stream.index_entries if e.flags & 1]
         return sorted(float(e.timestamp * self._time_base) for e in entries) or None
+
+    def keyframe_times(self) -> list[float]:
+        if self._scanned_keyframes is None:
+            # Approximate mode read the index entries only (see `_index_keyframes`): demux the packets once.
+            try:
+                start = int(self.info.start / self._time_base)
+                self._container.seek(start, stream=self._stream, backward=True)
+                self._scanned_keyframes = scan_keyframes(self._container.demux(self._stream), self._stream)
+            except Exception:
+                self._scanned_keyframes = []  # as for torchcodec: samples stay exact, and `fallback` says so
+            finally:
+                self._reset()  # the next read seeks afresh
+            self._keyframes = self._scanned_keyframes or self._keyframes  # better seek targets, too
+        return list(self._scanned_keyframes)
 
     def _decode_first(self) -> Any:
         self._seek(0.0 if self._keyframes is None else self._keyframes[0])
@@ -356,6 +396,8 @@ class PyAVDecoder:
                 self._ahead = frame
                 break
             candidate = frame
+            if self._time(frame) >= t - 1e-9:
+                break  # shown exactly at t (a keyframe position): the next frame starts later, no need to decode it
         self._last = candidate
         chosen = candidate if candidate is not None else self._ahead
         if chosen is None:
@@ -421,8 +463,22 @@ class FrameArrayDecoder:
     def all_frames(self) -> tuple[torch.Tensor, list[float]]:
         return self._frames, [i / self.info.fps for i in range(self.info.num_frames)]
 
+    def keyframe_times(self) -> None:
+        return None  # every frame is at hand: any position costs the same
+
     def close(self) -> None:
         self._frames = None
+
+
+def scan_keyframes(packets: Any, stream: Any) -> list[float]:
+    """Presentation times of the keyframe packets among `packets` (PyAV's, of `stream`), ascending, in seconds.
+
+    Reads packet headers only (no decoding). The times are PyAV's ``pts * time_base``, which is also how
+    torchcodec converts them (both round the same rational once), so a keyframe time lands exactly on its frame.
+    """
+    time_base = stream.time_base
+    times = [float(p.pts * time_base) for p in packets if p.pts is not None and p.is_keyframe]
+    return sorted(set(times))
 
 
 _LOCATION = re.compile(r"^[\w:]+, \S+\.(?:cpp|h):\d+, ")

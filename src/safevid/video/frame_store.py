@@ -10,8 +10,9 @@ the collator reads the frames by key; `<cache_dir>/frames`). Layout under `root`
 
 The key (`frame_key`) is a SHA-256 of the video's identity (the row's `video_id`, itself the SHA-256 of the video
 file in a SafeVid build, or else a hash of the embedded bytes, or a local file's path, size and modification time)
-and of the effective `VideoSampling` (minus `timeout_s`, which never changes the frames). The two-hex-character
-subfolders keep folders small at 30K videos.
+and of the effective `VideoSampling` (minus `timeout_s`, which never changes the frames, and minus fields added
+since version 1 while they hold the value that gives the frames of before, so stores written then keep their
+keys). The two-hex-character subfolders keep folders small at 30K videos.
 
 Writes are atomic: each file is written under a temporary name in its folder and renamed into place, the frames
 first and the JSON last, so the JSON is the commit mark. An entry counts only when its JSON parses, has this
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 # Bump when an entry's layout or meaning changes: older entries then read as missing and are decoded again.
 STORE_VERSION = 1
+# VideoSampling fields added since, with the value that samples as before they existed.
+_ADDED_SINCE_VERSION = {"positions": "exact"}
 _KEY = re.compile(r"^[0-9A-Za-z_-]{4,128}$")
 
 
@@ -50,6 +53,9 @@ def frame_key(video_identity: str, sampling: VideoSampling) -> str:
     """
     settings = sampling.to_dict()
     settings.pop("timeout_s", None)  # a time limit on decoding never changes which frames come out
+    for name, before in _ADDED_SINCE_VERSION.items():
+        if settings.get(name) == before:
+            del settings[name]
     blob = json.dumps(
         {"version": STORE_VERSION, "video": video_identity, "sampling": settings}, sort_keys=True
     )

@@ -59,10 +59,12 @@ class SampledVideo:
         requested_frames (`int`): the count the sampling asked for.
         fallback (`str`, *optional*): ``"all_frames"`` when the source had fewer frames than
             requested and all of them were returned (never padded with duplicates);
-            ``"frame_indices"`` when two timestamps fell on the same frame (variable frame rate)
-            and the frames were taken at evenly spaced frame indices instead; ``"dropped_duplicates"``
+            ``"frame_indices"`` when two timestamps fell on the same frame (variable frame rate, or
+            a centre on its neighbour's keyframe) and the frames were taken at evenly spaced frame indices instead; ``"dropped_duplicates"``
             when that was not possible either (``seek_mode="approximate"``) and the repeat was
-            dropped; ``None`` otherwise.
+            dropped; ``"exact_positions"`` when keyframe positions were asked but some samples were taken
+            at their segment centres (a keyframe nearest to several centres went to the closest one, or
+            the keyframe times were unknown: an open ``VideoDecoder`` with no file); ``None`` otherwise.
         sampling (`VideoSampling`): the configuration used.
         source (`str`): printable name of the input.
     """
