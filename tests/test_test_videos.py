@@ -99,6 +99,11 @@ def test_make_videos_and_sample_commands(tmp_path, capsys):
         "pyav",
     )
     assert VideoSampling.from_dict(record["sampling"]).num_frames == 4
+    assert (
+        main(["sample", str(tmp_path / "h264_rotated90.mp4"), "--num-frames", "2", "--positions", "keyframe"])
+        == 0
+    )
+    assert VideoSampling.from_dict(json.loads(capsys.readouterr().out)["sampling"]).positions == "keyframe"
     assert main(["sample", str(tmp_path / "bad_garbage.mp4")]) == 1
     assert "bad_garbage.mp4" in capsys.readouterr().err
 

@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("torchcodec", "pyav"), default="torchcodec")
     parser.add_argument("--seek-mode", choices=("exact", "approximate"), default="exact")
     parser.add_argument(
+        "--positions",
+        choices=("exact", "keyframe"),
+        default="exact",
+        help="Samples at the segment centres, or on the keyframes nearest them (faster, less even).",
+    )
+    parser.add_argument(
         "--timeout", type=float, dest="timeout_s", help="Kill the decode after this many seconds."
     )
 
@@ -38,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             backend=args.backend,
             seek_mode=args.seek_mode,
+            positions=args.positions,
             timeout_s=args.timeout_s,
         )
         sampled = sample_video(args.video, sampling)
