@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safevid.families import VideoFamily, get_family, video_processor_inputs
+from safevid.paths import default_cache_dir
 from safevid.schema import CONVERSATIONAL_METADATA, REQUIRED_FOR_TRAINING, to_conversational
 from safevid.video import VideoDecodeError, VideoSampling, sample_video
 from safevid.video.frame_store import STORE_VERSION, FrameStore, frame_key, video_identity
@@ -169,13 +170,6 @@ def check_columns(dataset: Dataset, split: str) -> None:
 def is_prepared(dataset: Dataset) -> bool:
     """Whether `dataset` is already the output of `prepare_preference_dataset`."""
     return all(name in dataset.column_names for name in PREPARED_COLUMNS)
-
-
-def default_cache_dir() -> Path:
-    """Where prepared rows and decoded frames are cached by default: ``$SAFEVID_HOME/dpo-cache``."""
-    from safevid.paths import safevid_home
-
-    return safevid_home() / "dpo-cache"
 
 
 def frame_store_for(args: VideoDPOConfig) -> FrameStore:
