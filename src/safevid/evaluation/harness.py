@@ -481,9 +481,10 @@ def _answer(
     kill = _KillHook()
     lines: list[dict[str, Any]] = []
 
-    def write(size: int) -> None:
+    def write(at_least: int) -> None:
+        """Append the finished answers, ``batch_size`` per write, while ``at_least`` of them are waiting."""
         nonlocal lines
-        while lines and len(lines) >= size:
+        while lines and len(lines) >= at_least:
             append_jsonl(answers_path, lines[: config.batch_size])
             counts["answered"] += len(lines[: config.batch_size])
             lines = lines[config.batch_size :]

@@ -171,8 +171,9 @@ class FrameStore:
 def stored_video(
     root: str | Path, identity: str, source: str | Path | bytes, sampling: dict[str, Any]
 ) -> tuple[SampledVideo, bool]:
-    """``(SampledVideo, decoded)``: a video's frames from the store under ``root``, else decoded from ``source``
-    and stored, so the next reader (another row, stage, run or model) decodes nothing.
+    """``(SampledVideo, decoded)``: a video's frames from the store, else decoded from ``source`` and stored.
+
+    The next reader of the entry (another row, stage, run or model) then decodes nothing.
 
     Args:
         root (`str` or `Path`): the store's folder.
