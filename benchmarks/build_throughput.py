@@ -155,10 +155,11 @@ def main() -> None:
     mean_factor = math.exp(sigma**2 / 2)
 
     from safevid.backends import ChatRequest, SamplingParams, make_backend
+    from safevid.backends.prepared import PREPARE_VIDEO
     from safevid.pipeline.batching import chunks, run_streamed
     from safevid.pipeline.context import BuildContext
     from safevid.pipeline.describe import run_describe
-    from safevid.pipeline.frames import PREPARE_VIDEO, frames_root
+    from safevid.pipeline.frames import frames_root
     from safevid.pipeline.ingest import run_ingest
     from safevid.pipeline.store import OK, Record, RecordStore
     from safevid.testing.server import FaultConfig, FaultInjectingServer

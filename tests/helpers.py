@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safevid.backends import Backend, BackendConfig, ChatResult, Choice
+
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
@@ -43,3 +45,24 @@ def tiny_dpo_config(output_dir: Path, cache_dir: Path, **overrides: Any) -> Any:
         "seed": 0,
     }
     return VideoDPOConfig(**{**settings, **overrides})
+
+
+class Recorder(Backend):
+    """A local video model that declines everything and keeps, in ``seen``, the ``(prompt, frames)`` of every
+    request it answers (frames as a uint8 (T, C, H, W) tensor): what a run showed the model is the assertion."""
+
+    kind = "recorder"
+
+    def __init__(self) -> None:
+        super().__init__(BackendConfig(model="recorder", cache=False))
+        self.seen: list[tuple[str, Any]] = []
+
+    def _generate(self, requests: Any, hooks: Any) -> None:
+        import torch
+
+        for position, request in enumerate(requests):
+            content = request.messages[0]["content"]
+            [video] = [part["video"] for part in content if part["type"] == "video"]
+            [prompt] = [part["text"] for part in content if part["type"] == "text"]
+            self.seen.append((prompt, torch.as_tensor(video.frames).clone()))
+            hooks.finish(position, ChatResult(request.id, [Choice("I can't help with that.", "stop")]))

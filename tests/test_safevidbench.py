@@ -162,3 +162,27 @@ def test_push_and_load_from_the_hub(built, loopback_hub):
     assert "README.md" in pushed.uploaded
     assert not any(p.startswith(".") for p in pushed.uploaded)
     assert len(load_dataset(repo_id, "benign_contrast", split="test")) == 2
+
+
+def test_the_harness_reads_back_the_frames_the_build_ingested(built, tmp_path):
+    """A row's `video_id` (the file's SHA-256) and `sampling` (the build's) name the frame store entry ingest
+    wrote, so evaluating with the build's `<work_dir>/frames` decodes nothing."""
+    from safevid.evaluation.harness import EvalConfig, generate_answers, load_benchmark
+
+    from helpers import Recorder
+
+    _tmp, config, _result, _ = built
+    run = EvalConfig.from_dict(
+        {
+            "benchmark": config.output_dir,
+            "model": {"kind": "openai", "model": "recorder"},
+            "output_dir": str(tmp_path / "run"),
+            "frames_dir": str(Path(config.output_dir) / ".safevid-build" / "frames"),
+            "decode_workers": 1,
+        }
+    )
+    (tmp_path / "run").mkdir()
+    dataset = load_benchmark(run)
+    counts = generate_answers(run, dataset, backend=Recorder())
+    assert counts["answered"] == 6
+    assert (counts["videos_decoded"], counts["videos_from_store"]) == (0, len(set(dataset["video_id"])))

@@ -188,3 +188,18 @@ def test_rows_without_a_video_id_are_keyed_by_the_video_bytes(shared_set, qwen25
     assert without["frame_key"] == with_ids["frame_key"]
     assert decodes == []
     assert report.videos == 2
+
+
+def test_ids_that_are_not_content_hashes_never_key_the_shared_store(shared_set, qwen25, tmp_path, decodes):
+    from safevid.video.frame_store import is_content_id
+
+    assert is_content_id("a" * 64) and not is_content_id("vid_001") and not is_content_id(None)
+    dataset = load_preference_dataset(shared_set)
+    with_ids, _ = prepare_preference_dataset(dataset, qwen25, _args(tmp_path))
+    # Another dataset's ids (`vid_001`) are unique only there: the rows are keyed by their videos' bytes instead.
+    local_ids = [f"vid_{i:03d}" for i, _ in enumerate(dataset["video_id"])]
+    renamed = dataset.remove_columns("video_id").add_column("video_id", local_ids)
+    decodes.clear()
+    keyed, _ = prepare_preference_dataset(renamed, qwen25, _args(tmp_path))
+    assert keyed["frame_key"] == with_ids["frame_key"]
+    assert decodes == []

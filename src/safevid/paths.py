@@ -1,5 +1,5 @@
-"""Where safevid keeps what it builds once and reuses (tiny models, response caches), and where a config's
-relative paths point."""
+"""Where safevid keeps what it builds once and reuses (tiny models, response caches, decoded frames), and where a
+config's relative paths point."""
 
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ def safevid_home() -> Path:
     if home := os.environ.get("SAFEVID_HOME"):
         return Path(home)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safevid"
+
+
+def default_cache_dir() -> Path:
+    """Where prepared rows and decoded frames are cached by default: ``$SAFEVID_HOME/dpo-cache``.
+
+    Its ``frames`` folder is the `safevid.video.frame_store.FrameStore` that training and the evaluation harness
+    share by default, so a video is decoded once per sampling on a machine, whoever needs it first.
+    """
+    return safevid_home() / "dpo-cache"
 
 
 def resolve_config_path(path: str | os.PathLike[str], config_file: str | os.PathLike[str] | None) -> Path:

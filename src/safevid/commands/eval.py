@@ -70,7 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--consistency-check", action="store_true", help="Judge twice and report disagreement."
     )
     parser.add_argument("--output-dir", help="Run folder (default eval/run).")
-    parser.add_argument("--batch-size", type=int, help="Items per batch (default 16).")
+    parser.add_argument("--batch-size", type=int, help="Items per judge batch and per append (default 16).")
+    parser.add_argument(
+        "--frames-dir",
+        metavar="FOLDER",
+        help="Frame store the videos are decoded into once and read back from (default: "
+        "$SAFEVID_HOME/dpo-cache/frames, training's; a SafeVidBench build's <work_dir>/frames reuses its frames).",
+    )
+    parser.add_argument(
+        "--decode-workers",
+        type=int,
+        help="Processes decoding the videos ahead of the requests (default: CPUs).",
+    )
     parser.add_argument("--baseline-run", help="Another run folder to compare against (base vs aligned).")
     parser.add_argument("--taxonomy", help="Taxonomy YAML (default: the packaged one).")
     parser.add_argument("--report-only", action="store_true", help="Only (re)write report.md and plots.")
@@ -125,6 +136,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "human_labels": args.human_labels,
         "output_dir": args.output_dir,
         "batch_size": args.batch_size,
+        "frames_dir": args.frames_dir,
+        "decode_workers": args.decode_workers,
         "baseline_run": args.baseline_run,
         "taxonomy": args.taxonomy,
         "protocol": args.protocol,

@@ -17,12 +17,20 @@ different model, generation or judge configuration is refused (``run.json``), ne
 Videos are sampled with the benchmark row's own `VideoSampling` (the one its description was written from),
 with the run's ``sampling`` fields merged onto it field by field as training does (``--num-frames 4`` keeps the
 row's pixel budget and decoder); every answer line records the sampling it used.
+
+**Frames.** Each (video, sampling) is decoded once per machine into a frame store (``frames_dir``; by default the
+one training uses), in ``decode_workers`` processes ahead of the requests, which also encode the frames for an HTTP
+backend (`safevid.evaluation.videos`). Rows sharing a video decode it once, a rerun or another model's run decodes
+nothing, and ``frames_dir: <work_dir>/frames`` reuses the frames a SafeVidBench build's ingest decoded. The
+requests stream to the backend up to its concurrency (`Backend.open_stream`), each sent as soon as its video is
+ready; answers are appended ``batch_size`` at a time, in the order they finish.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -85,7 +93,13 @@ class EvalConfig:
         human_labels: A JSON Lines file of ``{"id", "human_label"}`` for calibration (threshold, κ).
         consistency_check: Judge every answer a second time, sampled, and report the disagreement.
         output_dir: The run folder.
-        batch_size: Items per generate/judge batch (and per append to the JSONL files).
+        batch_size: Items per judge batch, and per append to the JSONL files (answers are appended as they finish,
+            ``batch_size`` at a time).
+        frames_dir: The frame store the benchmark's videos are decoded into once (per video and sampling) and read
+            back from; default ``$SAFEVID_HOME/dpo-cache/frames``, the one training uses. A SafeVidBench build's
+            ``<work_dir>/frames`` serves its rows without decoding.
+        decode_workers: Processes decoding (and encoding for the wire) the videos ahead of the requests; the CPU
+            count by default.
         baseline_run: Another run folder (e.g. the base model) to plot side by side with this one.
         taxonomy: A taxonomy YAML; the packaged one by default.
         protocol: ``safevid`` (SafeVidBench's judge and metrics) or ``video-safetybench`` (an outside benchmark
@@ -132,7 +146,16 @@ class EvalConfig:
     human_labels: str | None = field(default=None, metadata={"help": "JSONL of {id, human_label}."})
     consistency_check: bool = field(default=False, metadata={"help": "Judge twice; report disagreement."})
     output_dir: str = field(default="eval/run", metadata={"help": "Run folder."})
-    batch_size: int = field(default=16, metadata={"help": "Items per batch and per append."})
+    batch_size: int = field(default=16, metadata={"help": "Items per judge batch and per append."})
+    frames_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Frame store of decoded videos; default $SAFEVID_HOME/dpo-cache/frames (training's)."
+        },
+    )
+    decode_workers: int | None = field(
+        default=None, metadata={"help": "Video decode processes; the CPU count by default."}
+    )
     baseline_run: str | None = field(default=None, metadata={"help": "A run folder to compare against."})
     taxonomy: str | None = field(default=None, metadata={"help": "Taxonomy YAML."})
     protocol: Literal["safevid", "video-safetybench"] = field(
@@ -168,6 +191,10 @@ class EvalConfig:
             raise ValueError(f"max_judge_error_rate must be in [0, 1], got {self.max_judge_error_rate}")
         if self.batch_size < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("batch_size and limit must be >= 1")
+        if self.decode_workers is not None and self.decode_workers < 1:
+            raise ValueError(
+                f"decode_workers must be >= 1 (or null for the CPU count), got {self.decode_workers}"
+            )
         from safevid.backends import BackendConfig, SamplingParams
         from safevid.video import VideoSampling
 
@@ -191,6 +218,13 @@ class EvalConfig:
     @property
     def display_name(self) -> str:
         return self.model_name or Path(str(self.model["model"])).name
+
+    @property
+    def frames_path(self) -> Path:
+        """The frame store folder: ``frames_dir``, else ``default_cache_dir()/frames`` (training's)."""
+        from safevid.paths import default_cache_dir
+
+        return Path(self.frames_dir).expanduser() if self.frames_dir else default_cache_dir() / "frames"
 
     def generation_identity(self) -> dict[str, Any]:
         """What makes two runs' answers comparable: model, generation sampling, video sampling."""
@@ -344,18 +378,37 @@ def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def generate_answers(
-    config: EvalConfig, dataset: Any, *, backend: Any = None, progress: bool = False, references: Any = None
+    config: EvalConfig,
+    dataset: Any,
+    *,
+    backend: Any = None,
+    progress: bool = False,
+    references: Any = None,
+    pool: Any = None,
 ) -> dict[str, int]:
-    """Answer every benchmark item not answered yet; returns counts (done before, new, failed).
+    """Answer every benchmark item not answered yet; returns counts.
 
     Each row's video cell is resolved by ``references`` (a `safevid.video.references.VideoReferences`; default
-    `benchmark_references`): a cell it refuses or cannot find fails that item, named in the failures file.
-    """
-    import torch
+    `benchmark_references`): a cell it refuses or cannot find, or a video that does not decode, fails that item,
+    named in the failures file. The frames come from ``config.frames_path``, decoded there first when missing
+    (`safevid.evaluation.videos`).
 
-    from safevid.backends import ChatRequest, SamplingParams, make_backend, text_part, video_part
-    from safevid.video import VideoDecodeError, sample_video
-    from safevid.video.references import VideoReferenceError
+    Args:
+        config: The run.
+        dataset: The benchmark rows (``id``, ``video``, ``prompt``... ; ``video_id`` and ``sampling`` if any).
+        backend: A ready `safevid.backends.Backend` (else built from ``config.model``).
+        progress: Show a progress bar of the answers.
+        references: How the video cells resolve.
+        pool: A `safevid.video.pool.DecodePool` to prepare the videos in (kept open); by default one of
+            ``config.decode_workers`` processes, started for the run and closed after it.
+
+    Returns:
+        ``already_answered``, ``answered``, ``failed``, and ``videos_decoded`` / ``videos_from_store``: the
+        videos (per sampling) this run decoded, and those it read back from the frame store.
+    """
+    from safevid.backends import make_backend
+    from safevid.evaluation.videos import prepared_videos
+    from safevid.video.pool import DecodePool
 
     out = Path(config.output_dir)
     answers_path = out / ANSWERS
@@ -363,59 +416,32 @@ def generate_answers(
     pending = (row for row in dataset if row["id"] not in done)
     backend = backend or make_backend(config.model)
     references = references or benchmark_references(config)
-    params = SamplingParams(**config.generation)
-    kill = _KillHook()
-    counts = {"already_answered": len(done), "answered": 0, "failed": 0}
+    counts = {
+        "already_answered": len(done),
+        "answered": 0,
+        "failed": 0,
+        "videos_decoded": 0,
+        "videos_from_store": 0,
+    }
     failures: list[dict[str, Any]] = []
-    model_info = {"name": config.display_name, **config.generation_identity()["model"]}
-    for batch in _chunks(pending, config.batch_size):
-        requests, rows, samplings = [], [], []
-        for row in batch:
-            sampling = _row_sampling(row).overridden(config.sampling or {})
-            try:
-                sampled = sample_video(references.resolve(row["video"], row_name=f"id={row['id']}"), sampling)
-            except (VideoDecodeError, VideoReferenceError) as e:
-                failures.append({"id": row["id"], "error": f"video: {e}"})
-                continue
-            if config.video_ablation == "blank":
-                sampled = dataclasses.replace(sampled, frames=torch.zeros_like(sampled.frames))
-            content = [video_part(sampled), text_part(row["prompt"])]
-            requests.append(ChatRequest([{"role": "user", "content": content}], params, id=row["id"]))
-            rows.append((row, sampled))
-            samplings.append(sampling)
-        results = backend.generate(requests, progress=progress) if requests else []
-        lines = []
-        for (row, sampled), sampling, result in zip(rows, samplings, results, strict=True):
-            if not result.ok:
-                failures.append({"id": row["id"], "error": str(result.error)})
-                continue
-            choice = result.choices[0]
-            lines.append(
-                {
-                    "id": row["id"],
-                    "video_id": row.get("video_id"),
-                    "domain": row.get("domain"),
-                    "subcategory": row["subcategory"],
-                    "query_style": row["query_style"],
-                    "prompt": row["prompt"],
-                    "description": row["description"],
-                    "response": choice.text,
-                    "finish_reason": choice.finish_reason,
-                    "usage": {
-                        "prompt_tokens": result.usage.prompt_tokens,
-                        "completion_tokens": result.usage.completion_tokens,
-                    },
-                    "model": {**model_info, "served_model": result.model},
-                    "generation": params.to_dict(),
-                    "video_sampling": sampling.to_dict(),
-                    "video_ablation": config.video_ablation,
-                    "frame_timestamps": list(sampled.timestamps),
-                    "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
+    first = next(pending, None)
+    if first is not None:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                # A benchmark's rows share their sampling: the first row's decode time limit bounds every decode.
+                timeout_s = _sampling(config, first).timeout_s
+                pool = stack.enter_context(DecodePool(config.decode_workers, timeout_s))
+            videos = prepared_videos(
+                itertools.chain([first], pending),
+                pool=pool,
+                frames_dir=config.frames_path,
+                references=references,
+                sampling_of=lambda row: _sampling(config, row),
+                encoding=backend.media_encoding(),
+                blank=config.video_ablation == "blank",
+                failures=failures,
             )
-        append_jsonl(answers_path, lines)
-        counts["answered"] += len(lines)
-        kill()
+            _answer(config, backend, videos, answers_path, counts, failures, progress)
     counts["failed"] = len(failures)
     failures_path = out / FAILURES
     failures_path.unlink(missing_ok=True)
@@ -424,14 +450,136 @@ def generate_answers(
         logger.warning(
             "%d item(s) failed to generate (see %s); rerun to retry them", len(failures), failures_path
         )
+    logger.info(
+        "generation: %d video(s) read from the frame store %s, %d decoded into it",
+        counts["videos_from_store"],
+        config.frames_path,
+        counts["videos_decoded"],
+    )
     return counts
 
 
-def _row_sampling(row: dict[str, Any]) -> Any:
-    """The benchmark row's own `VideoSampling` (what its description was written from)."""
+def _answer(
+    config: EvalConfig,
+    backend: Any,
+    videos: Iterator[tuple[Any, Any]],
+    answers_path: Path,
+    counts: dict[str, int],
+    failures: list[dict[str, Any]],
+    progress: bool,
+) -> None:
+    """Stream each prepared video's requests to ``backend``, up to its capacity, and append the answers as they
+    finish, ``batch_size`` per write (a kill loses at most the unwritten ones, which a rerun asks again)."""
+    import concurrent.futures
+
+    from safevid.backends import ChatRequest, SamplingParams, text_part, video_part
+    from safevid.backends.prepared import PreparedVideo
+    from safevid.video import VideoDecodeError
+
+    params = SamplingParams(**config.generation)
+    model_info = {"name": config.display_name, **config.generation_identity()["model"]}
+    kill = _KillHook()
+    lines: list[dict[str, Any]] = []
+
+    def write(at_least: int) -> None:
+        """Append the finished answers, ``batch_size`` per write, while ``at_least`` of them are waiting."""
+        nonlocal lines
+        while lines and len(lines) >= at_least:
+            append_jsonl(answers_path, lines[: config.batch_size])
+            counts["answered"] += len(lines[: config.batch_size])
+            lines = lines[config.batch_size :]
+            kill()
+
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="answers", unit="answer", dynamic_ncols=True)  # no total: the rows are read lazily
+    stream = backend.open_stream()
+    inflight: dict[concurrent.futures.Future[Any], tuple[dict[str, Any], Any, PreparedVideo]] = {}
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(inflight) < stream.capacity:
+                item = next(videos, None)
+                if item is None:
+                    exhausted = True
+                    break
+                video, prepared = item
+                if isinstance(prepared, VideoDecodeError):
+                    failures.extend({"id": row["id"], "error": f"video: {prepared}"} for row in video.rows)
+                    continue
+                if isinstance(prepared, BaseException):
+                    raise prepared
+                counts["videos_decoded" if prepared.decoded else "videos_from_store"] += 1
+                frames = prepared.parts if prepared.parts is not None else [video_part(prepared.sampled)]
+                for row in video.rows:
+                    content = [*frames, text_part(row["prompt"])]
+                    request = ChatRequest([{"role": "user", "content": content}], params, id=row["id"])
+                    inflight[stream.submit(request)] = (row, video.sampling, prepared)
+            if not inflight:
+                break
+            finished, _ = concurrent.futures.wait(
+                list(inflight), return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in finished:
+                row, sampling, prepared = inflight.pop(future)
+                result = future.result()
+                if bar is not None:
+                    bar.update(1)
+                if not result.ok:
+                    failures.append({"id": row["id"], "error": str(result.error)})
+                    continue
+                lines.append(_answer_line(config, row, sampling, prepared, result, params, model_info))
+            write(config.batch_size)
+        write(1)
+    finally:
+        stream.close()
+        if bar is not None:
+            bar.close()
+
+
+def _answer_line(
+    config: EvalConfig,
+    row: dict[str, Any],
+    sampling: Any,
+    prepared: Any,
+    result: Any,
+    params: Any,
+    model_info: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``answers.jsonl`` line of one answered row."""
+    choice = result.choices[0]
+    return {
+        "id": row["id"],
+        "video_id": row.get("video_id"),
+        "domain": row.get("domain"),
+        "subcategory": row["subcategory"],
+        "query_style": row["query_style"],
+        "prompt": row["prompt"],
+        "description": row["description"],
+        "response": choice.text,
+        "finish_reason": choice.finish_reason,
+        "usage": {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+        },
+        "model": {**model_info, "served_model": result.model},
+        "generation": params.to_dict(),
+        "video_sampling": sampling.to_dict(),
+        "video_ablation": config.video_ablation,
+        "frame_timestamps": list(prepared.metadata["timestamps"]),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _sampling(config: EvalConfig, row: dict[str, Any]) -> Any:
+    """A row's effective `VideoSampling`: the row's own (what its description was written from), with the run's
+    overrides merged on field by field."""
     from safevid.video import VideoSampling
 
-    return VideoSampling.from_dict(json.loads(row["sampling"])) if row.get("sampling") else VideoSampling()
+    own = VideoSampling.from_dict(json.loads(row["sampling"])) if row.get("sampling") else VideoSampling()
+    return own.overridden(config.sampling or {})
 
 
 def _scorer(config: EvalConfig, judge_backend: Any = None) -> Any:

@@ -2,9 +2,10 @@
 
 The frames are those ingest sampled with the build's `VideoSampling`, read back from the build's frame
 store (`safevid.pipeline.frames`; decoded again only if the entry is missing) in the build's decode worker
-processes (``decode_workers``), which also encode them for the wire, ahead of the requests (a local engine,
-which takes the frames themselves, memory-maps them in-process): the main process only streams requests
-(`safevid.pipeline.batching.run_streamed`). Each goes out with the ``describe`` prompt; the record keeps the text, the model, its revision and the prompt hash. An empty
+processes (``decode_workers``, `safevid.backends.prepared`), which also encode them for the wire, ahead of the
+requests (a local engine, which takes the frames themselves, memory-maps them in-process): the main process only
+streams requests (`safevid.pipeline.batching.run_streamed`). Each goes out with the ``describe`` prompt; the
+record keeps the text, the model, its revision and the prompt hash. An empty
 description is dropped with its reason.
 """
 
@@ -14,10 +15,12 @@ import logging
 from collections import Counter
 
 from safevid.backends import ChatRequest, text_part, video_part
+from safevid.backends.prepared import PREPARE_VIDEO, PreparedVideo
 from safevid.pipeline.batching import Work, failure, pending, run_streamed, sampling_params
 from safevid.pipeline.context import BuildContext
-from safevid.pipeline.frames import PREPARE_VIDEO, PreparedVideo, frames_root, stored_video
+from safevid.pipeline.frames import frames_root
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
+from safevid.video.frame_store import stored_video
 
 STAGE = "describe"
 logger = logging.getLogger(__name__)

@@ -41,8 +41,9 @@ from typing import Any
 from safevid.pipeline.batching import pending
 from safevid.pipeline.config import InputSpec
 from safevid.pipeline.context import BuildContext, shard_of, stable_hash
-from safevid.pipeline.frames import frames_root, stored_video
+from safevid.pipeline.frames import frames_root
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
+from safevid.video.frame_store import stored_video
 from safevid.video.references import (
     DOWNLOAD_DEADLINE_S,
     MAX_DOWNLOAD_BYTES,

@@ -21,9 +21,10 @@ from safevid.backends import ChatRequest, text_part, video_part
 from safevid.backends.media import sampled_video_parts
 from safevid.pipeline.batching import Work, failure, pending, run_streamed, sampling_params
 from safevid.pipeline.context import BuildContext
-from safevid.pipeline.frames import frames_root, stored_video
+from safevid.pipeline.frames import frames_root
 from safevid.pipeline.store import OK, Record, RecordStore
 from safevid.prompts import fence_token
+from safevid.video.frame_store import stored_video
 
 STAGE = "pair"
 

@@ -8,7 +8,8 @@ from typing import Any
 from transformers.data.data_collator import DataCollatorMixin
 
 from safevid.families import get_family, video_processor_inputs
-from safevid.training.data import CachedVideo, default_cache_dir
+from safevid.paths import default_cache_dir
+from safevid.training.data import CachedVideo
 from safevid.video.frame_store import FrameStore
 
 

@@ -8,8 +8,8 @@ relative paths inside the dataset's folder, Hub repository or `video_root`, URLs
 limits; absolute paths and paths climbing out with ``..`` refused unless under `allowed_local_media_path`). A cell
 that cannot be resolved fails naming the row and the cause, or with `skip_bad_videos` is dropped and counted.
 
-1. Frames. A row's frames are named by a `frame_key`: its video's identity (the `video_id` column, which a SafeVid
-   build sets to the SHA-256 of the video file, else a hash of the embedded bytes or the path) combined with the
+1. Frames. A row's frames are named by a `frame_key`: its video's identity (the `video_id` column when it is the
+   SHA-256 of the video file, as a SafeVid build sets it, else a hash of the embedded bytes or the path) with the
    effective `VideoSampling` (the row's `sampling` column with the run's `video_*` overrides). Each key missing from
    the `FrameStore` in `<cache_dir>/frames` is decoded once, from the first row naming it, and written atomically
    (layout and guarantees in `safevid.video.frame_store`). Rows sharing a video share one entry: with SafeVid's
@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safevid.families import VideoFamily, get_family, video_processor_inputs
+from safevid.paths import default_cache_dir
 from safevid.schema import CONVERSATIONAL_METADATA, REQUIRED_FOR_TRAINING, to_conversational
 from safevid.video import VideoDecodeError, VideoSampling, sample_video
-from safevid.video.frame_store import STORE_VERSION, FrameStore, frame_key, video_identity
+from safevid.video.frame_store import STORE_VERSION, FrameStore, frame_key, is_content_id, video_identity
 from safevid.video.references import VideoReferenceError, VideoReferences
 
 if TYPE_CHECKING:
@@ -169,13 +170,6 @@ def check_columns(dataset: Dataset, split: str) -> None:
 def is_prepared(dataset: Dataset) -> bool:
     """Whether `dataset` is already the output of `prepare_preference_dataset`."""
     return all(name in dataset.column_names for name in PREPARED_COLUMNS)
-
-
-def default_cache_dir() -> Path:
-    """Where prepared rows and decoded frames are cached by default: ``$SAFEVID_HOME/dpo-cache``."""
-    from safevid.paths import safevid_home
-
-    return safevid_home() / "dpo-cache"
 
 
 def frame_store_for(args: VideoDPOConfig) -> FrameStore:
@@ -320,14 +314,14 @@ def _row_name(row_id: str | None, index: int) -> str:
 
 
 def _frame_keys(dataset: Dataset, args: _RowArgs) -> list[str]:
-    """Each row's frame store key, reading only the small columns (the videos only of rows without `video_id`)."""
+    """Each row's frame store key, reading only the small columns (the videos only of rows without a content `video_id`)."""
     size, columns = len(dataset), dataset.column_names
 
     def column(name: str) -> list[Any]:
         return list(dataset[name]) if name in columns else [None] * size
 
     identities, samplings, ids = column("video_id"), column("sampling"), column("id")
-    unnamed = [index for index, identity in enumerate(identities) if not identity]
+    unnamed = [index for index, identity in enumerate(identities) if not is_content_id(identity)]
     if unnamed:
         videos = dataset.select(unnamed).select_columns(["video"])
         for index, row in zip(unnamed, videos, strict=True):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from safevid.paths import default_cache_dir
 from safevid.training.config import ScriptArguments, VideoDPOConfig
-from safevid.training.data import default_cache_dir
 from safevid.video.references import VideoReferences
 
 

@@ -1,9 +1,11 @@
 """`FrameStore`: decoded frames on disk, one entry per (video content, sampling), shared by every row and rank.
 
 A video is decoded once per sampling and its frames reused by whoever needs them next: the data build (ingest
-samples each video, describe and the target-model rejected replies read the frames back; `<work_dir>/frames`)
-and training (about ten preference pairs per video: the prepared rows hold only an entry's key (`frame_key`), and
-the collator reads the frames by key; `<cache_dir>/frames`). Layout under `root`:
+samples each video, describe and the target-model rejected replies read the frames back; `<work_dir>/frames`),
+training (about ten preference pairs per video: the prepared rows hold only an entry's key (`frame_key`), and
+the collator reads the frames by key; `<cache_dir>/frames`) and the evaluation harness (several prompts per video,
+and every model evaluated after the first, read the frames back; `frames_dir`, by default training's store).
+`stored_video` is the read-or-decode-and-store step they share. Layout under `root`:
 
     <root>/<key[:2]>/<key>.npy    uint8 frames (T, C, H, W) in NumPy's `.npy` format, memory-mapped on read
     <root>/<key[:2]>/<key>.json   {"version", "shape", "file_size", "metadata": {...}}
@@ -35,13 +37,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from safevid.video import VideoSampling
+    from safevid.video import SampledVideo, VideoSampling
 
 # Bump when an entry's layout or meaning changes: older entries then read as missing and are decoded again.
 STORE_VERSION = 1
 # VideoSampling fields added since, with the value that samples as before they existed.
 _ADDED_SINCE_VERSION = {"positions": "exact"}
 _KEY = re.compile(r"^[0-9A-Za-z_-]{4,128}$")
+_CONTENT_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def frame_key(video_identity: str, sampling: VideoSampling) -> str:
@@ -60,6 +63,14 @@ def frame_key(video_identity: str, sampling: VideoSampling) -> str:
         {"version": STORE_VERSION, "video": video_identity, "sampling": settings}, sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def is_content_id(video_id: Any) -> bool:
+    """Whether a row's `video_id` names its video's content (a SHA-256 hex digest, what a SafeVid build writes), so it
+    may key a store shared across datasets. Other ids (``vid_001``) are unique only within their own dataset: two
+    benchmarks could both have a ``vid_001``, so such a row is identified by its video instead (`video_identity`).
+    """
+    return isinstance(video_id, str) and _CONTENT_ID.match(video_id) is not None
 
 
 def video_identity(video: Any) -> str:
@@ -170,6 +181,38 @@ class FrameStore:
     def keys(self) -> list[str]:
         """Keys of the entries on disk (complete or not), sorted."""
         return sorted(path.stem for path in self.root.glob("*/*.json"))
+
+
+def stored_video(
+    root: str | Path, identity: str, source: str | Path | bytes, sampling: dict[str, Any]
+) -> tuple[SampledVideo, bool]:
+    """``(SampledVideo, decoded)``: a video's frames from the store, else decoded from ``source`` and stored.
+
+    The next reader of the entry (another row, stage, run or model) then decodes nothing.
+
+    Args:
+        root (`str` or `Path`): the store's folder.
+        identity (`str`): what identifies the video's content: a row's `video_id`, else `video_identity`.
+        source (`str`, `Path` or `bytes`): the video to decode when the store has no entry.
+        sampling (`dict`): the effective `VideoSampling`, as `VideoSampling.to_dict` writes it.
+
+    Raises:
+        VideoDecodeError: the entry is missing and the video does not decode.
+    """
+    import torch
+
+    from safevid.video.api import sample_video
+    from safevid.video.sampled import SampledVideo
+    from safevid.video.sampling import VideoSampling
+
+    settings = VideoSampling.from_dict(sampling)
+    store, key = FrameStore(Path(root)), frame_key(identity, settings)
+    if store.has(key):
+        frames, metadata = store.load(key)
+        return SampledVideo.from_metadata(torch.from_numpy(frames), metadata), False
+    sampled = sample_video(source, settings)
+    store.put(key, sampled.frames, sampled.metadata())
+    return sampled, True
 
 
 def _write_atomically(path: Path, write: Any) -> int:
