@@ -72,11 +72,15 @@ def run_describe(ctx: BuildContext, store: RecordStore) -> None:
         units = (describe(v, in_process(v)) for v in todo)
         run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
     else:
-        prepared = ctx.decode_pool().imap_unordered(
+        pool = ctx.decode_pool()
+        prepared = pool.imap_unordered(
             PREPARE_VIDEO,
             todo,
             lambda v: (root, v.key, v.data["path"], sampling.to_dict(), encoding),
             name_of=lambda v: v.data["path"],
+            # A video ready for every request slot, besides those being prepared: answers land in bursts
+            # (latencies are heavy-tailed), and each slot freed must find its next video waiting.
+            ahead=pool.workers + backend.config.max_concurrency,
         )
         units = (describe(v, o) for v, o in prepared)
         run_streamed(ctx, store, STAGE, units, commit_every=cfg.batch_size)
