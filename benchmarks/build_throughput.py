@@ -6,7 +6,8 @@ Side by side in one run, against `FaultInjectingServer` in latency-only mode wit
 (a) **describe**: the streamed stage (decode worker pool + streamed requests) in videos/s, against its
     ceiling ``min(server ideal = concurrency / mean latency, decode ceiling)``, the decode ceiling
     being the measured videos/s of the worker pool preparing the requests on this machine, without
-    a server; and the batch loop this replaced (decode in the main process, one batch of requests,
+    a server; once where the server is the bottleneck and once with a server 4x as wide, where decoding
+    is; and the batch loop this replaced (decode in the main process, one batch of requests,
     wait for its slowest answer, repeat), for the before/after ratio.
 (b) **text stage**: streamed requests/s against the server ideal, and the batch loop.
 (c) **decode work**: a real ingest → describe over the clips, counting decodes per video (ingest
@@ -249,6 +250,18 @@ def main() -> None:
             ]
             backend.generate(requests, progress=False)
         batch_rate = baseline_videos / (time.perf_counter() - start)
+
+        # The same stage where decoding is the bottleneck: a server 4x as wide, its ideal above the pool's rate.
+        wide_c = 4 * describe_c
+        wide = make_backend(kind="openai", model="latency-only", base_url=server.base_url, max_concurrency=wide_c,
+                            cache=False, structured_outputs="none", timeout_s=600)  # fmt: skip
+        ctx.use_backend("describer", wide)
+        wide_ideal = wide_c / (describe_median * mean_factor)
+        wide_ceiling = min(wide_ideal, decode_ceiling)
+        store.conn.execute("DELETE FROM records WHERE stage = 'describe'")
+        start = time.perf_counter()
+        run_describe(ctx, store)
+        wide_streamed = store.count("describe") / (time.perf_counter() - start)
         rows += [
             (
                 f"describe: server ideal ({describe_c} in flight / mean {describe_median * mean_factor:.2f} s)",
@@ -264,6 +277,11 @@ def main() -> None:
                 f"describe: streamed, {videos} videos",
                 f"{streamed:.2f} videos/s",
                 f"{streamed / ceiling:.2f} of ceiling {ceiling:.2f}",
+            ),
+            (
+                f"describe: streamed, {videos} videos, {wide_c} in flight (server ideal {wide_ideal:.2f})",
+                f"{wide_streamed:.2f} videos/s",
+                f"{wide_streamed / wide_ceiling:.2f} of ceiling {wide_ceiling:.2f}",
             ),
             (
                 f"describe: batch loop (before), {baseline_videos} videos",
