@@ -168,6 +168,17 @@ def test_variable_frame_rate_returns_the_frame_on_screen(videos, backend):
         assert start <= target + 1e-6 < start + length  # ... and that frame is on screen at the target
 
 
+def test_approximate_seeks_on_a_variable_frame_rate_mp4_name_the_fix(tmp_path):
+    # torchcodec 0.17 maps times to indices by the header's rate in approximate mode, past the stream's end here.
+    path = make_test_video(tmp_path / "vfr.mp4", variable_frame_rate=True, duration=4.0, fps=30.0)
+    with pytest.raises(VideoDecodeError, match=r"vfr\.mp4.*use seek_mode='exact', or backend='pyav'"):
+        sample_video(path, VideoSampling(num_frames=8, seek_mode="approximate"))
+    assert (
+        len(sample_video(path, VideoSampling(num_frames=8, seek_mode="approximate", backend="pyav")).frames)
+        == 8
+    )
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_variable_frame_rate_with_enough_frames_gives_the_asked_count(tmp_path, backend, suffix):

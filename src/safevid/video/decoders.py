@@ -131,6 +131,7 @@ class TorchCodecDecoder:
         if num_frames < 1 or end <= start or not meta.width or not meta.height:
             raise VideoDecodeError(self.name, "the video stream has no frames")
         self.exact_indices = seek_mode == "exact" and source.decoder is None
+        self._seek_mode = seek_mode
         # torchcodec refuses times at or past its own end; later times show its last frame.
         self._last_time = math.nextafter(end, -math.inf)
         nominal = float(meta.average_fps_from_header or 0)
@@ -199,8 +200,17 @@ class TorchCodecDecoder:
             try:
                 self._decoder.get_frames_played_at([min(t, self._last_time)])
             except Exception as failure:
-                return VideoDecodeError(self.name, f"at {t:.3f} s: {clean_cause(failure, mid_stream=True)}")
-        return VideoDecodeError(self.name, clean_cause(error, mid_stream=True))
+                return VideoDecodeError(self.name, f"at {t:.3f} s: {self._cause(failure)}")
+        return VideoDecodeError(self.name, self._cause(error))
+
+    def _cause(self, error: BaseException) -> str:
+        cause = clean_cause(error, mid_stream=True)
+        if self._seek_mode == "approximate" and "Invalid frame index" in cause:
+            # torchcodec maps times to frame indices by the header's frame rate, which a variable-frame-rate file
+            # does not keep (torchcodec 0.17): the index runs past the stream.
+            cause += " (approximate seeks trust the header's frame rate, which this file does not keep: use "
+            cause += "seek_mode='exact', or backend='pyav')"
+        return cause
 
     def close(self) -> None:
         # torchcodec frees its FFmpeg context when the decoder is garbage-collected.
