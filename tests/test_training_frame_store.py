@@ -193,7 +193,8 @@ def test_rows_without_a_video_id_are_keyed_by_the_video_bytes(shared_set, qwen25
 def test_ids_that_are_not_content_hashes_never_key_the_shared_store(shared_set, qwen25, tmp_path, decodes):
     from safevid.video.frame_store import is_content_id
 
-    assert is_content_id("a" * 64) and not is_content_id("vid_001") and not is_content_id(None)
+    assert is_content_id("a" * 64)
+    assert not any(is_content_id(video_id) for video_id in ("vid_001", "A" * 64, None))
     dataset = load_preference_dataset(shared_set)
     with_ids, _ = prepare_preference_dataset(dataset, qwen25, _args(tmp_path))
     # Another dataset's ids (`vid_001`) are unique only there: the rows are keyed by their videos' bytes instead.
