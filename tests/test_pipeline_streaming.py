@@ -153,6 +153,21 @@ def test_decode_pool_returns_each_result_or_its_error(tmp_path):
         DecodePool(-1)
 
 
+def test_decode_pool_workers_share_the_cores_and_a_lone_decoder_takes_them_all(monkeypatch):
+    from safevid.video.decoders import DECODE_THREADS_ENV, ffmpeg_threads
+    from safevid.video.pool import DecodePool, default_decode_workers
+
+    monkeypatch.delenv(DECODE_THREADS_ENV, raising=False)
+    assert ffmpeg_threads() == 0  # one video decoded alone: FFmpeg uses every core
+    monkeypatch.setenv(DECODE_THREADS_ENV, "two")
+    with pytest.raises(ValueError, match=DECODE_THREADS_ENV):
+        ffmpeg_threads()
+    monkeypatch.delenv(DECODE_THREADS_ENV)
+    with DecodePool(2) as pool:
+        seen = pool.call("safevid.video.decoders:ffmpeg_threads", (), "threads")
+    assert seen == max(1, default_decode_workers() // 2)
+
+
 def test_a_decode_pool_dropped_without_close_stops_its_workers(tmp_path):
     import gc
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -101,6 +102,29 @@ def open_decoder(source: VideoSource, backend: str, seek_mode: str) -> Decoder:
     raise ValueError(f"Unknown backend {backend!r}.")
 
 
+DECODE_THREADS_ENV = "SAFEVID_DECODE_THREADS"
+
+
+def ffmpeg_threads() -> int:
+    """FFmpeg threads per torchcodec decoder: ``$SAFEVID_DECODE_THREADS``, else 0 (FFmpeg's choice: every core).
+
+    One video decoded alone is faster on every core (1.5x on two cores, seeks included; docs/benchmarks.md). Where
+    videos are decoded side by side, one process per core, each should take one thread instead: the decode pool's
+    workers set the variable to their share of the cores (`safevid.video.pool.DecodePool`), and so can a user
+    running several decoding processes of their own (``dataset_num_proc``).
+    """
+    value = os.environ.get(DECODE_THREADS_ENV, "0")
+    try:
+        threads = int(value)
+    except ValueError:
+        raise ValueError(
+            f"{DECODE_THREADS_ENV} must be a whole number of threads (0: FFmpeg decides), got {value!r}"
+        ) from None
+    if threads < 0:
+        raise ValueError(f"{DECODE_THREADS_ENV} must be 0 or more, got {threads}")
+    return threads
+
+
 class TorchCodecDecoder:
     """torchcodec's `VideoDecoder` (system FFmpeg); batched, seeking `get_frames_played_at`."""
 
@@ -115,12 +139,10 @@ class TorchCodecDecoder:
             from torchcodec.decoders import VideoDecoder
 
             try:
-                # One FFmpeg thread: frame threading delays every seek by the thread count, and
-                # data pipelines run many decoders in parallel anyway (measured in the benchmark).
                 self._decoder = VideoDecoder(
                     source.path if source.path is not None else source.data,
                     seek_mode=seek_mode,
-                    num_ffmpeg_threads=1,
+                    num_ffmpeg_threads=ffmpeg_threads(),
                 )
             except Exception as error:
                 raise VideoDecodeError(self.name, diagnose(source, error)) from None
@@ -253,7 +275,9 @@ class PyAVDecoder:
                 self.name,
                 f"unsupported codec: FFmpeg {av.ffmpeg_version_info} has no decoder for video stream {stream.index}",
             )
-        stream.thread_type = "SLICE"  # frame threading would delay each seek, as for torchcodec
+        stream.thread_type = (
+            "SLICE"  # PyAV's frame threading delays each seek (slower than SLICE, seeks or not)
+        )
         self._stream, self._time_base = stream, stream.time_base
         self._keyframes: list[float] | None = None
         self._scanned_keyframes: list[float] | None = None  # the packets' own presentation times, once read

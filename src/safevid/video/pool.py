@@ -66,7 +66,10 @@ class DecodePool:
         """Run ``function(*args)`` in this thread's worker process (started on first use, restarted after a kill)."""
         worker: DecodeWorker | None = getattr(self._local, "worker", None)
         if worker is None or not worker.alive():
-            worker = self._local.worker = DecodeWorker()
+            # The workers decode side by side: each takes its share of the cores, not all of them.
+            worker = self._local.worker = DecodeWorker(
+                threads=max(1, default_decode_workers() // self.workers)
+            )
             with self._lock:
                 self._started.append(worker)
         return worker.call(function, args, self.timeout_s, name)

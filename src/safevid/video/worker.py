@@ -30,6 +30,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+from safevid.video.decoders import DECODE_THREADS_ENV
 from safevid.video.errors import VideoDecodeError
 
 STARTUP_TIMEOUT_S = 300.0
@@ -38,9 +39,13 @@ STARTUP_TIMEOUT_S = 300.0
 class DecodeWorker:
     """One worker process and the socket to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        """Start the process; ``threads``: FFmpeg threads per decoder in it (`safevid.video.decoders.ffmpeg_threads`;
+        `None`: as in the caller)."""
         parent, child = socket.socketpair()
         env = dict(os.environ)
+        if threads is not None:
+            env[DECODE_THREADS_ENV] = str(threads)
         # The child must import the same safevid as the caller (e.g. from a source checkout).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.process = subprocess.Popen(
