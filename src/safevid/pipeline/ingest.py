@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safevid.backends.prepared import prepare_video
 from safevid.pipeline.batching import pending
 from safevid.pipeline.config import InputSpec
 from safevid.pipeline.context import BuildContext, shard_of, stable_hash
 from safevid.pipeline.frames import frames_root
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
-from safevid.video.frame_store import stored_video
 from safevid.video.references import (
     DOWNLOAD_DEADLINE_S,
     MAX_DOWNLOAD_BYTES,
@@ -234,10 +234,11 @@ def decode_video(
     """
     from safevid.video import VideoSampling, probe_video
 
-    settings = {**sampling, "timeout_s": None}  # the pool bounds the call: no nested worker
-    probe = probe_video(path, VideoSampling.from_dict(settings))
-    sampled, decoded = stored_video(root, video_id, path, settings)
-    return probe.to_dict(), sampled.metadata(), decoded
+    probe = probe_video(
+        path, VideoSampling.from_dict({**sampling, "timeout_s": None})
+    )  # the pool bounds the call
+    prepared = prepare_video(root, video_id, path, sampling, encoding=None)
+    return probe.to_dict(), prepared.metadata, prepared.decoded
 
 
 def _read(ctx: BuildContext, item: SourceItem) -> _ToDecode | Record:
