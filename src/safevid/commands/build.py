@@ -69,11 +69,18 @@ def run(args: argparse.Namespace) -> int:
             continue
         counts = stages_summary[stage]
         dropped = ", ".join(f"{k}={v}" for k, v in counts["dropped"].items()) or "-"
+        errors = "".join(f" ({k}={v})" for k, v in counts["errors"].items())
         print(
-            f"{stage:>10}: in {counts['in']:>7}  ok {counts['ok']:>7}  errors {counts['errors_total']:>5}  dropped {dropped}"
+            f"{stage:>10}: in {counts['in']:>7}  ok {counts['ok']:>7}  errors {counts['errors_total']:>5}{errors}  "
+            f"dropped {dropped}"
         )
     if not result.complete:
-        print("Some requests failed and will be retried: rerun the same command.")
+        print(
+            "safevid build: error: some records failed past their retries (the errors above) and stay pending; "
+            "nothing was published. Fix the cause (e.g. a model server that is down) and rerun the same command: "
+            "only the failed work is redone."
+        )
+        return 1
     if result.publish is not None:
         print(f"Published {json.dumps(result.publish.rows)} to {result.output_dir}")
         print(f'Load it with: load_dataset("{result.output_dir}")')

@@ -187,7 +187,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safevid.evaluation.harness import RunChangedError, evaluate_run
+    from safevid.evaluation.harness import JudgeUnavailableError, RunChangedError, evaluate_run
     from safevid.log import configure_logging
 
     configure_logging()
@@ -215,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         metrics = evaluate_run(config, progress=args.progress)
+    except JudgeUnavailableError as e:
+        print(f"safevid eval: error: {e}")
+        return 1
     except (ValueError, FileNotFoundError, RunChangedError) as e:
         print(f"safevid eval: error: {e}")
         return 2
@@ -239,14 +242,15 @@ def run(args: argparse.Namespace) -> int:
         f"Report: {config.output_dir}/report.md, plots in {config.output_dir}/plots/, "
         f"model-card block: {config.output_dir}/model_index.yaml"
     )
-    judge, judged = metrics["judge"], metrics["run"]["n_judged"]
-    if judge["n_judge_errors"] > config.max_judge_error_rate * judged:
-        first = "\n  ".join(f"{e['id']}: {e['reason']}" for e in judge["first_errors"])
+    run = metrics["run"]
+    failed = run["n_judge_failures"]
+    if failed > config.max_judge_error_rate * (run["n_judged"] + failed):
+        first = "\n  ".join(f"{e['id']}: {e['error']}" for e in run["first_judge_failures"])
         print(
-            f"safevid eval: error: the judge failed on {judge['n_judge_errors']} of {judged} item(s), more than "
-            f"--max-judge-error-rate {config.max_judge_error_rate:g}: the rates above do not measure the model "
-            f"(no model card written). First errors:\n  {first}\nFix the judge, delete "
-            f"{config.output_dir}/judgements.jsonl and rerun: the answers are kept."
+            f"safevid eval: error: the judge failed on {failed} of {run['n_judged'] + failed} item(s), more than "
+            f"--max-judge-error-rate {config.max_judge_error_rate:g}: the rates above leave them out (no model "
+            f"card written). First errors:\n  {first}\nFix the judge and rerun: the answers and the verdicts "
+            "are kept, and only the failed items are judged."
         )
         return 1
     return _write_card(args, config.output_dir)
