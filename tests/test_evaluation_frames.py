@@ -129,3 +129,56 @@ def test_frames_dir_defaults_to_the_store_training_uses(monkeypatch, tmp_path):
     assert EvalConfig.from_dict({"model": {"model": "m"}, "frames_dir": "f"}).frames_path == Path("f")
     with pytest.raises(ValueError, match="decode_workers must be >= 1"):
         EvalConfig.from_dict({"model": {"model": "m"}, "decode_workers": 0})
+
+
+class _ById(Recorder):
+    """The recorder, keeping the frames each item (request id) was shown."""
+
+    def _generate(self, requests, hooks) -> None:
+        super()._generate(requests, hooks)
+        self.by_id = {
+            **getattr(self, "by_id", {}),
+            **{r.id: f for r, (_, f) in zip(requests, self.seen[-len(requests) :], strict=True)},
+        }
+
+
+def test_a_benchmark_reusing_another_ones_video_ids_never_reads_or_writes_its_frames(tmp_path, pool):
+    """The two-benchmark case: a benchmark whose rows carry another's `video_id`s with other videos, evaluated first
+    on the same frame store, must not make the second one read its frames (nor read the second one's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from safevid.video import VideoSampling, sample_video
+
+    honest = write_bench(tmp_path / "honest", tmp_path / "videos")
+    [data] = (honest / "data").glob("*.parquet")
+    table = pq.read_table(data)
+    rows = table.to_pylist()
+    clip_of = {row["subcategory"]: row["video"]["bytes"] for row in rows}
+    swap = dict(zip(SUBCATEGORIES, reversed(SUBCATEGORIES), strict=True))
+    field = table.schema.field("video")
+    crossed = pa.array(
+        [{"bytes": clip_of[swap[row["subcategory"]]], "path": row["video"]["path"]} for row in rows],
+        field.type,
+    )
+    poisoned = tmp_path / "poisoned"
+    (poisoned / "data").mkdir(parents=True)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("video"), field, crossed), poisoned / "data" / data.name
+    )
+    assert (
+        pq.read_table(poisoned / "data" / data.name)["video_id"] == table["video_id"]
+    )  # same ids, other videos
+
+    sampling = VideoSampling(num_frames=2, max_pixels=4096)
+    expected = {sub: sample_video(clip, sampling).frames for sub, clip in clip_of.items()}
+    first, second = _ById(), _ById()
+    run(poisoned, tmp_path, "poisoned", first, pool)  # evaluated first, on the shared store
+    counts, _ = run(honest, tmp_path, "honest", second, pool)
+    assert counts["answered"] == 6
+    for sub in SUBCATEGORIES:
+        for style in STYLES:
+            assert (second.by_id[f"{sub}-{style}"] == expected[sub]).all()
+            assert (
+                first.by_id[f"{sub}-{style}"] == expected[swap[sub]]
+            ).all()  # each row its own video's frames

@@ -2,8 +2,8 @@
 
 SafeVidBench asks several prompts per video (one per query style), and every model evaluated decodes the same
 videos. `prepared_videos` turns the pending rows into one `BenchmarkVideo` per frame-store key
-(`safevid.video.frame_store.frame_key` of the row's ``video_id`` when it is a content hash, else `video_identity` of
-its resolved cell, and the effective sampling), prepared in a `safevid.video.pool.DecodePool` with
+(`safevid.video.frame_store.frame_key` of the SHA-256 of the resolved video's bytes, never of the row's ``video_id``,
+and the effective sampling), prepared in a `safevid.video.pool.DecodePool` with
 `safevid.backends.prepared.prepare_video`: the frames come from the run's frame store (``frames_dir``), decoded and
 stored only when the entry is missing, and are encoded for the wire in the worker for an HTTP backend. So rows
 sharing a video decode it once, a rerun or another model's run decodes nothing, and a store that a SafeVidBench
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from safevid.backends.prepared import PREPARE_VIDEO, PreparedVideo, blanked
-from safevid.video.frame_store import frame_key, is_content_id, stored_video, video_identity
+from safevid.video.frame_store import content_sha256, frame_key, stored_video, video_identity
 
 
 @dataclass
@@ -31,8 +31,7 @@ class BenchmarkVideo:
 
     Attributes:
         key (`str`): its frame store key.
-        identity (`str`): the rows' ``video_id`` when it is a content hash (`is_content_id`), else `video_identity` of
-            the resolved cell.
+        identity (`str`): the SHA-256 of the resolved video's bytes (`content_sha256`).
         source (`bytes` or `Path`): the resolved video, decoded if the store has no entry.
         sampling (`VideoSampling`): the effective sampling (the row's, with the run's overrides).
         rows (`list[dict]`): the rows, without their video cell.
@@ -87,8 +86,10 @@ def prepared_videos(
             except VideoReferenceError as error:
                 failures.append({"id": row["id"], "error": f"video: {error}"})
                 continue
-            video_id = row.get("video_id")
-            identity = video_id if is_content_id(video_id) else video_identity(source)
+            # The SHA-256 of the bytes, never the row's `video_id`: a benchmark reusing another's ids with other
+            # videos must not read (or write) the other's frames. A SafeVid build's ids are this hash, so a
+            # build's store still serves its benchmark.
+            identity = content_sha256(source) or video_identity(source)
             key = frame_key(identity, sampling)
             row = {name: value for name, value in row.items() if name != "video"}  # the bytes are in `source`
             if key in preparing:
