@@ -189,6 +189,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from safevid.evaluation.harness import JudgeUnavailableError, RunChangedError, evaluate_run
     from safevid.log import configure_logging
+    from safevid.video.worker import WorkerStartError
 
     configure_logging()
     if args.protocol == "video-safetybench" and (
@@ -218,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
     except JudgeUnavailableError as e:
         print(f"safevid eval: error: {e}")
         return 1
+    except WorkerStartError as e:
+        print(f"safevid eval: error: {e}")
+        return 2
     except (ValueError, FileNotFoundError, RunChangedError) as e:
         print(f"safevid eval: error: {e}")
         return 2

@@ -289,7 +289,7 @@ class PyAVDecoder:
             start, end, num_frames = self._header_timing()
             self._keyframes = self._index_keyframes()
         # The display rotation lives in frame side data in PyAV; the first frame carries it.
-        first = self._decode_first()
+        first = self._decode_first(start)
         rotation = int(first.rotation or 0)
         width, height = (first.height, first.width) if rotation % 180 else (first.width, first.height)
         if num_frames < 1 or end <= start:
@@ -310,13 +310,16 @@ class PyAVDecoder:
 
     def _scan(self) -> tuple[float, float, int]:
         pts_list: list[int] = []
-        end = 0
+        end: int | None = (
+            None  # not 0: times may be negative (an MPEG-TS whose 33-bit clock wrapped is unwrapped so)
+        )
         keyframes: list[float] = []
         for packet in self._container.demux(self._stream):
             if packet.pts is None:  # the demuxer's final flush packet
                 continue
             pts_list.append(packet.pts)
-            end = max(end, packet.pts + (packet.duration or 0))
+            packet_end = packet.pts + (packet.duration or 0)
+            end = packet_end if end is None else max(end, packet_end)
             if packet.is_keyframe:
                 keyframes.append(float(packet.pts * self._time_base))
         if not pts_list:
@@ -324,6 +327,7 @@ class PyAVDecoder:
         self._keyframes = self._scanned_keyframes = sorted(keyframes)
         self._frame_times = [float(pts * self._time_base) for pts in sorted(pts_list)]
         start = min(pts_list)
+        assert end is not None
         return float(start * self._time_base), float(max(end, max(pts_list)) * self._time_base), len(pts_list)
 
     def _header_timing(self) -> tuple[float, float, int]:
@@ -359,8 +363,9 @@ class PyAVDecoder:
             self._keyframes = self._scanned_keyframes or self._keyframes  # better seek targets, too
         return list(self._scanned_keyframes)
 
-    def _decode_first(self) -> Any:
-        self._seek(0.0 if self._keyframes is None else self._keyframes[0])
+    def _decode_first(self, start: float) -> Any:
+        # From the stream's start, not 0 s: unwrapped MPEG-TS times may all be negative.
+        self._seek(start if self._keyframes is None else self._keyframes[0])
         for frame in self._frames:
             return frame
         raise VideoDecodeError(self.name, "no frame could be decoded")
