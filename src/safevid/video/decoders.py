@@ -103,6 +103,9 @@ def open_decoder(source: VideoSource, backend: str, seek_mode: str) -> Decoder:
 
 
 DECODE_THREADS_ENV = "SAFEVID_DECODE_THREADS"
+LARGE_FRAME_BYTES = 64 << 20
+"""An RGB frame larger than this (about 4600x4600) is decoded with care for memory: on one FFmpeg thread, and
+resized as it is read (`safevid.video.api`), so an 8192x8192 clip costs what its pixel budget does."""
 
 
 def ffmpeg_threads() -> int:
@@ -136,16 +139,12 @@ class TorchCodecDecoder:
         if source.decoder is not None:
             self._decoder = source.decoder
         else:
-            from torchcodec.decoders import VideoDecoder
-
-            try:
-                self._decoder = VideoDecoder(
-                    source.path if source.path is not None else source.data,
-                    seek_mode=seek_mode,
-                    num_ffmpeg_threads=ffmpeg_threads(),
-                )
-            except Exception as error:
-                raise VideoDecodeError(self.name, diagnose(source, error)) from None
+            self._decoder = self._open(source, seek_mode, ffmpeg_threads())
+            meta = self._decoder.metadata
+            if ffmpeg_threads() != 1 and 3 * (meta.width or 0) * (meta.height or 0) > LARGE_FRAME_BYTES:
+                # Frame threading holds frames in flight per thread: 100 MB each at 8192x8192. One thread keeps a
+                # huge video's decoding within its pixel budget's memory (the frames are bit-identical).
+                self._decoder = self._open(source, seek_mode, 1)
         meta = self._decoder.metadata
         num_frames = meta.num_frames or 0
         start = float(meta.begin_stream_seconds or 0.0)
@@ -174,6 +173,18 @@ class TorchCodecDecoder:
             if self.exact_indices
             else float(meta.average_fps or num_frames / (end - start)),
         )
+
+    def _open(self, source: VideoSource, seek_mode: str, threads: int) -> Any:
+        from torchcodec.decoders import VideoDecoder
+
+        try:
+            return VideoDecoder(
+                source.path if source.path is not None else source.data,
+                seek_mode=seek_mode,
+                num_ffmpeg_threads=threads,
+            )
+        except Exception as error:
+            raise VideoDecodeError(self.name, diagnose(source, error)) from None
 
     def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
         timestamps = [min(t, self._last_time) for t in timestamps]

@@ -102,7 +102,9 @@ class DecodePool:
             except (WorkerLostError, WorkerStartError) as error:
                 if tries > self.retries:
                     if isinstance(error, WorkerLostError):
-                        raise WorkerLostError(error.source, f"{error.cause}, on each of {tries} tries") from None
+                        raise WorkerLostError(
+                            error.source, f"{error.cause}, on each of {tries} tries"
+                        ) from None
                     raise
                 logger.warning("%s; trying again in a fresh decoder process (try %d of %d)", error, tries + 1,
                                self.retries + 1)  # fmt: skip
