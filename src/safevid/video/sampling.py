@@ -75,7 +75,9 @@ class VideoSampling:
         timeout_s (`float`, *optional*):
             Bound on the wall time of one decode. When set, decoding runs in a separate worker
             process that is killed on timeout, so a hostile file (or a pipe that never delivers
-            data) cannot hang the caller. See `safevid.video.worker` for the overhead.
+            data) cannot hang the caller. See `safevid.video.worker` for the overhead. The decode
+            pools of the build and evaluation always decode in worker processes, bounded by this or,
+            when it is `None`, by `safevid.video.pool.DEFAULT_DECODE_TIMEOUT_S` (300 s).
     """
 
     num_frames: int | None = field(
