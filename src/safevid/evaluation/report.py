@@ -104,6 +104,12 @@ def markdown_report(
         f"); by code: {json.dumps(judge['undetermined_by_code'])}. Helpfulness missing: {judge['n_helpfulness_missing']}.",
         f"Refusal cross-check: {judge['refusal_crosscheck']['full_refusal_judged_unsafe']} full refusal(s) judged unsafe.",
     ]
+    unjudged = metrics.get("run", {}).get("n_judge_failures", 0)
+    if unjudged:
+        lines.append(
+            f"**{unjudged} answer(s) not judged**: the judge could not be reached or failed on them "
+            "(`judge_failures.jsonl`); they are left out of every rate above, and a rerun judges them."
+        )
     if judge.get("tokens"):
         t = judge["tokens"]
         lines.append(
