@@ -148,18 +148,23 @@ def test_a_benchmark_reusing_another_ones_video_ids_never_reads_or_writes_its_fr
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from safevid.testing.videos import make_test_video
     from safevid.video import VideoSampling, sample_video
 
     honest = write_bench(tmp_path / "honest", tmp_path / "videos")
     [data] = (honest / "data").glob("*.parquet")
     table = pq.read_table(data)
     rows = table.to_pylist()
-    clip_of = {row["subcategory"]: row["video"]["bytes"] for row in rows}
-    swap = dict(zip(SUBCATEGORIES, reversed(SUBCATEGORIES), strict=True))
+    # Other videos (textured, so no frame equals an honest one) under the honest benchmark's ids.
+    others = {
+        sub: make_test_video(
+            tmp_path / f"other{i}.mp4", duration=1.0, fps=8.0 + i, width=64, height=48, pattern="textured"
+        ).read_bytes()
+        for i, sub in enumerate(SUBCATEGORIES)
+    }
     field = table.schema.field("video")
     crossed = pa.array(
-        [{"bytes": clip_of[swap[row["subcategory"]]], "path": row["video"]["path"]} for row in rows],
-        field.type,
+        [{"bytes": others[r["subcategory"]], "path": r["video"]["path"]} for r in rows], field.type
     )
     poisoned = tmp_path / "poisoned"
     (poisoned / "data").mkdir(parents=True)
@@ -171,14 +176,17 @@ def test_a_benchmark_reusing_another_ones_video_ids_never_reads_or_writes_its_fr
     )  # same ids, other videos
 
     sampling = VideoSampling(num_frames=2, max_pixels=4096)
-    expected = {sub: sample_video(clip, sampling).frames for sub, clip in clip_of.items()}
+    clip_of = {row["subcategory"]: row["video"]["bytes"] for row in rows}
+    honest_frames = {sub: sample_video(clip, sampling).frames for sub, clip in clip_of.items()}
+    other_frames = {sub: sample_video(clip, sampling).frames for sub, clip in others.items()}
+    assert all(not (honest_frames[sub] == other_frames[sub]).all() for sub in SUBCATEGORIES)
     first, second = _ById(), _ById()
     run(poisoned, tmp_path, "poisoned", first, pool)  # evaluated first, on the shared store
     counts, _ = run(honest, tmp_path, "honest", second, pool)
     assert counts["answered"] == 6
     for sub in SUBCATEGORIES:
         for style in STYLES:
-            assert (second.by_id[f"{sub}-{style}"] == expected[sub]).all()
+            assert (second.by_id[f"{sub}-{style}"] == honest_frames[sub]).all()
             assert (
-                first.by_id[f"{sub}-{style}"] == expected[swap[sub]]
+                first.by_id[f"{sub}-{style}"] == other_frames[sub]
             ).all()  # each row its own video's frames
