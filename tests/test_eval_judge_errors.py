@@ -70,7 +70,9 @@ def test_an_unreachable_judge_gives_no_verdict_fails_the_run_and_a_rerun_judges_
             assert failed
             assert all(line["verdict"]["code"] != "judge_error" for line in judged)
             assert "status_500" in capsys.readouterr().out
-            assert f"**{len(failed)} answer(s) not judged**" in (run / "report.md").read_text(encoding="utf-8")
+            assert f"**{len(failed)} answer(s) not judged**" in (run / "report.md").read_text(
+                encoding="utf-8"
+            )
 
             judge.faults = FaultConfig()  # fully back: the rerun judges only the failed items
             assert main(["--config", str(config_file)]) == 0
