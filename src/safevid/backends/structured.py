@@ -118,7 +118,7 @@ def check_schema(schema: Any, path: str = "$", root: dict[str, Any] | None = Non
     if unknown:
         raise StructuredOutputError(f"schema at {path} uses unsupported keywords {sorted(unknown)}")
     if "$ref" in schema:
-        _resolve(schema["$ref"], root, path)
+        _check_no_ref_cycle(schema, root, path)
     for definitions in _DEFINITIONS:
         for key, sub in schema.get(definitions, {}).items():
             check_schema(sub, f"{path}.{definitions}.{key}", root)
@@ -173,6 +173,25 @@ def validate(value: Any, schema: dict[str, Any], path: str = "$", root: dict[str
         raise StructuredOutputError(f"{path}: matches none of anyOf")
     if "oneOf" in schema and _count_valid(value, schema["oneOf"], path, root) != 1:
         raise StructuredOutputError(f"{path}: must match exactly one of oneOf")
+
+
+def _check_no_ref_cycle(schema: dict[str, Any], root: dict[str, Any], path: str) -> None:
+    """Refuse a ``$ref`` that leads back to itself through references and ``anyOf``/``oneOf``/``allOf`` alone:
+    validating against it would recurse without ever reaching a value (a recursive model's ``$ref`` inside
+    ``properties`` or ``items`` is fine)."""
+    stack: list[tuple[dict[str, Any], frozenset[str]]] = [(schema, frozenset())]
+    while stack:
+        node, chain = stack.pop()  # `chain`: the references followed to reach `node`
+        if "$ref" in node:
+            ref = node["$ref"]
+            if ref in chain:
+                raise StructuredOutputError(
+                    f"schema at {path}: $ref {ref!r} refers to itself without nesting"
+                )
+            chain = chain | {ref}
+            stack.append((_resolve(ref, root, path), chain))
+        for key in ("anyOf", "oneOf", "allOf"):
+            stack.extend((sub, chain) for sub in node.get(key, []) if isinstance(sub, dict))
 
 
 def _resolve(ref: Any, root: dict[str, Any], path: str) -> dict[str, Any]:

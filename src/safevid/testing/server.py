@@ -22,6 +22,7 @@ from safevid.backends.server import (
     InvalidRequest,
     LoopbackServer,
     _error_body,
+    _invalid_body,
     _structured_from,
     _wire_choices,
 )
@@ -178,7 +179,7 @@ class FaultInjectingServer(LoopbackServer):
             params = self._sampling(request)
             _structured_from(request)  # refused as the real server refuses it, though not applied
         except InvalidRequest as e:
-            return e.status, e.body()
+            return e.status, _invalid_body(e)
         except (ValueError, TypeError) as e:
             return 400, _error_body(str(e), "bad_request")
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request["messages"])
