@@ -7,6 +7,7 @@ import io
 import os
 import tarfile
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def http_server(tmp_path, test_video):
 
 def test_urls_are_downloaded_once_within_the_limits(tmp_path, http_server, test_video):
     base, server = http_server
-    refs = _refs(tmp_path)
+    refs = _refs(tmp_path, allow_private_urls=True)  # the test server is on loopback
     first = refs.resolve(f"{base}/a.mp4", row_name="r")
     assert first.read_bytes() == test_video.read_bytes()
     assert first.parent == tmp_path / "cache" / "downloads"
@@ -125,12 +126,85 @@ def test_urls_are_downloaded_once_within_the_limits(tmp_path, http_server, test_
 def test_url_limits_and_failures_are_download_failed(tmp_path, http_server):
     base, _ = http_server
     with pytest.raises(VideoReferenceError, match="over the 100-byte download limit") as caught:
-        _refs(tmp_path, max_download_bytes=100).resolve(f"{base}/a.mp4", row_name="r")
+        _refs(tmp_path, max_download_bytes=100, allow_private_urls=True).resolve(
+            f"{base}/a.mp4", row_name="r"
+        )
     assert caught.value.reason == "download_failed"
     with pytest.raises(VideoReferenceError, match="404") as caught:
-        _refs(tmp_path).resolve(f"{base}/missing.mp4", row_name="r")
+        _refs(tmp_path, allow_private_urls=True).resolve(f"{base}/missing.mp4", row_name="r")
     assert caught.value.reason == "download_failed"
     assert not list((tmp_path / "cache" / "downloads").iterdir())  # nothing partial left behind
+
+
+class _HostileHandler(http.server.BaseHTTPRequestHandler):
+    """A trickling body, and redirects to another scheme and to the loopback server itself."""
+
+    def do_GET(self):
+        if self.path == "/trickle.mp4":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):  # a byte every 50 ms: each read succeeds, the whole takes 50 s
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
+        self.send_response(302)
+        self.send_header("Location", "ftp://127.0.0.1/a.mp4" if self.path == "/to-ftp" else "/trickle.mp4")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_downloads_keep_a_wall_clock_deadline_http_redirects_and_public_addresses(
+    tmp_path, http_server, monkeypatch
+):
+    hostile = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
+    hostile.daemon_threads = True
+    threading.Thread(target=hostile.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{hostile.server_address[1]}"
+    try:
+        allowed = _refs(tmp_path, allow_private_urls=True, download_deadline_s=1.0)
+        with pytest.raises(
+            VideoReferenceError, match="not downloaded within the 1 s download limit"
+        ) as caught:
+            allowed.resolve(f"{base}/trickle.mp4", row_name="r")
+        assert caught.value.reason == "download_failed"
+        with pytest.raises(VideoReferenceError, match="only http\\(s\\) redirects are followed") as caught:
+            allowed.resolve(f"{base}/to-ftp", row_name="r")
+        assert caught.value.reason == "url_not_allowed"
+        # A loopback (or private) host is refused unless allowed: by the option or the environment.
+        served, _ = http_server
+        monkeypatch.delenv("SAFEVID_ALLOW_PRIVATE_URLS", raising=False)
+        for url in (f"{served}/a.mp4", f"http://localhost:{hostile.server_address[1]}/a.mp4"):
+            with pytest.raises(
+                VideoReferenceError, match=r"resolves to .*, a loopback or private address"
+            ) as caught:
+                _refs(tmp_path).resolve(url, row_name="r")
+            assert caught.value.reason == "url_not_allowed"
+            assert "SAFEVID_ALLOW_PRIVATE_URLS=1" in caught.value.cause
+        monkeypatch.setenv("SAFEVID_ALLOW_PRIVATE_URLS", "1")
+        assert _refs(tmp_path).resolve(f"{served}/a.mp4", row_name="r").is_file()
+    finally:
+        hostile.shutdown()
+    assert not [p for p in (tmp_path / "cache" / "downloads").iterdir() if p.suffix == ".part"]
+
+
+def test_a_path_too_long_to_look_up_is_a_reference_error(tmp_path, dataset_dir):
+    cell = "clips/" + "a" * 5000 + ".mp4"
+    for refs in (
+        _refs(tmp_path, dataset_dir=str(dataset_dir)),
+        _refs(tmp_path, allowed_local_media_path=("/",)),
+    ):
+        with pytest.raises(VideoReferenceError, match="cannot be looked up") as caught:
+            refs.resolve(cell if refs.dataset_dir else "/" + cell, row_name="row 9")
+        assert caught.value.reason == "unreadable_path"
+        assert "characters)" in str(
+            caught.value
+        )  # the message shows the start of the cell, not 5,000 characters
+        assert len(str(caught.value)) < 400
 
 
 def _tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:

@@ -10,7 +10,8 @@ encoded ``bytes`` or a local file, by these rules:
   symbolic link): refused unless it lies under one of the roots of `allowed_local_media_path` (as vLLM's
   ``--allowed-local-media-path``). A refused cell is never opened.
 - an ``http(s)://`` URL: downloaded once into `cache_dir`, refused past `max_download_bytes` or
-  `download_deadline_s`.
+  `download_deadline_s` (a wall-clock deadline), redirected elsewhere than http(s), or if its host is a loopback or
+  private address unless `allow_private_urls` (`safevid.video.download`).
 - ``<archive>::<member>`` (e.g. ``videos.tar::video/1_Violent_Crimes/a.mp4``), or any relative path when `archive`
   is set: the member of a tar archive (plain or compressed). The archive, itself resolved by the rules above, is
   extracted once into `cache_dir` with tarfile's ``data`` filter, which refuses the whole archive if a member
@@ -35,12 +36,14 @@ import os
 import shutil
 import tarfile
 import tempfile
-import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
+
+from safevid.video.download import DownloadRefused, download
+
+__all__ = ["VideoReferenceError", "VideoReferences", "download"]
 
 MAX_DOWNLOAD_BYTES = 2 * 1024**3
 DOWNLOAD_DEADLINE_S = 600.0
@@ -55,13 +58,15 @@ class VideoReferenceError(ValueError):
         row_name (`str`): the row, as messages name it.
         reference (`str`): the cell as written (``<N bytes>`` for bytes).
         reason (`str`): a short code: ``empty_cell``, ``unsupported_cell``, ``local_path_not_allowed``,
-            ``no_base_folder``, ``missing_file``, ``download_failed``, ``bad_archive``, ``missing_archive_member``.
+            ``no_base_folder``, ``missing_file``, ``unreadable_path``, ``download_failed``, ``url_not_allowed``, ``bad_archive``,
+            ``missing_archive_member``.
         cause (`str`): what went wrong and how to fix it, in words.
     """
 
     def __init__(self, row_name: str, reference: str, reason: str, cause: str):
         self.row_name, self.reference, self.reason, self.cause = row_name, reference, reason, cause
-        super().__init__(f"{row_name}: video {reference!r}: {cause}")
+        shown = reference if len(reference) <= 200 else f"{reference[:100]}...({len(reference)} characters)"
+        super().__init__(f"{row_name}: video {shown!r}: {cause}")
 
     def __reduce__(self):
         # Keeps the four-argument constructor across `datasets.map` worker processes.
@@ -90,7 +95,10 @@ class VideoReferences:
         max_download_bytes (`int`, defaults to 2 GiB):
             A URL announcing or sending more is refused.
         download_deadline_s (`float`, defaults to 600):
-            A URL not downloaded within this many seconds is refused.
+            A URL not downloaded within this many seconds (wall clock, redirects included) is refused.
+        allow_private_urls (`bool`, *optional*):
+            Download URLs whose host is a loopback or private address (refused by default, so a dataset cannot
+            reach services on this machine or its network). Default: ``$SAFEVID_ALLOW_PRIVATE_URLS``.
     """
 
     dataset_dir: str | None = None
@@ -102,6 +110,7 @@ class VideoReferences:
     cache_dir: str | None = None
     max_download_bytes: int = MAX_DOWNLOAD_BYTES
     download_deadline_s: float = DOWNLOAD_DEADLINE_S
+    allow_private_urls: bool | None = None
 
     def resolve(self, cell: Any, *, row_name: str) -> bytes | Path:
         """The encoded video of one cell: its bytes, or a local file allowed by these rules.
@@ -131,12 +140,20 @@ class VideoReferences:
                 row_name, repr(cell)[:80], "unsupported_cell",
                 f"a video cell must be bytes or a path/URL string, not {type(cell).__name__}",
             )  # fmt: skip
-        if ARCHIVE_SEPARATOR in cell:
-            archive, member = cell.split(ARCHIVE_SEPARATOR, 1)
-            return self._member(self._file(archive, row_name, cell), member, row_name, cell)
-        if self.archive is not None and not _is_url(cell) and not _is_absolute(cell):
-            return self._member(self._file(self.archive, row_name, cell), cell, row_name, cell)
-        return self._file(cell, row_name, cell)
+        try:
+            if ARCHIVE_SEPARATOR in cell:
+                archive, member = cell.split(ARCHIVE_SEPARATOR, 1)
+                return self._member(self._file(archive, row_name, cell), member, row_name, cell)
+            if self.archive is not None and not _is_url(cell) and not _is_absolute(cell):
+                return self._member(self._file(self.archive, row_name, cell), cell, row_name, cell)
+            return self._file(cell, row_name, cell)
+        except (OSError, ValueError) as error:  # a path the system cannot even look up: too long, a NUL byte
+            if isinstance(error, VideoReferenceError):
+                raise
+            cause = getattr(error, "strerror", None) or str(error)
+            raise VideoReferenceError(
+                row_name, cell, "unreadable_path", f"the path cannot be looked up ({cause}); fix the cell"
+            ) from None
 
     def _file(self, reference: str, row_name: str, cell: str) -> Path:
         """A local file for a path or URL reference."""
@@ -221,10 +238,17 @@ class VideoReferences:
         fd, part = tempfile.mkstemp(dir=target.parent, suffix=".part")
         try:
             with open(fd, "wb") as out:
-                download(url, out, max_bytes=self.max_download_bytes, deadline_s=self.download_deadline_s)
+                download(
+                    url,
+                    out,
+                    max_bytes=self.max_download_bytes,
+                    deadline_s=self.download_deadline_s,
+                    allow_private=self.allow_private_urls,
+                )
             os.replace(part, target)
-        except OSError as error:  # urllib's URLError and HTTPError are OSErrors
-            raise VideoReferenceError(row_name, cell, "download_failed", str(error)) from error
+        except OSError as error:
+            reason = "url_not_allowed" if isinstance(error, DownloadRefused) else "download_failed"
+            raise VideoReferenceError(row_name, cell, reason, str(error)) from error
         finally:
             Path(part).unlink(missing_ok=True)
         return target
@@ -264,29 +288,6 @@ class VideoReferences:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return folder
-
-
-def download(url: str, out: BinaryIO, *, max_bytes: int, deadline_s: float) -> str:
-    """Stream ``url`` into ``out`` within a size and a time limit; return the SHA-256 of the bytes.
-
-    Raises:
-        `OSError`: the download failed or went past a limit (the message names the limit).
-    """
-    deadline = time.monotonic() + deadline_s
-    digest, size = hashlib.sha256(), 0
-    with urllib.request.urlopen(url, timeout=60) as response:  # the timeout bounds each socket read
-        announced = int(response.headers.get("Content-Length") or 0)
-        if announced > max_bytes:
-            raise OSError(f"{announced} bytes announced, over the {max_bytes}-byte download limit")
-        while chunk := response.read(1 << 20):
-            size += len(chunk)
-            if size > max_bytes:
-                raise OSError(f"over the {max_bytes}-byte download limit")
-            if time.monotonic() > deadline:
-                raise OSError(f"not downloaded within the {deadline_s:.0f} s download limit")
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
 
 
 def _is_url(reference: str) -> bool:
