@@ -126,6 +126,24 @@ def test_accelerate_launch_trains_one_step_on_each_outside_format(fmt, tmp_path,
     assert reject["reason"] == "video_local_path_not_allowed"
 
 
+def test_the_recipe_stops_with_its_report_and_no_traceback(tmp_path, secret, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_dpo", ROOT / "recipes" / "dpo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    source = _align_anything(tmp_path / "data", secret)
+    argv = [
+        "--model_name_or_path", "unused", "--dataset_name", str(source), "--dataset_format", "align-anything",
+        "--output_dir", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "cache"), "--use_cpu", "--bf16", "false",
+    ]  # fmt: skip
+    # 1 of 3 rows rejected, over the default 1 %: stopped before any model loads.
+    assert recipe.main(argv) == 1
+    error = capsys.readouterr().err
+    assert "Stopped: 1 of 3 rows of the train split rejected" in error
+    assert "Traceback" not in error
+
+
 def _convert(source: Path, output: Path, *flags: str) -> int:
     return safevid(["convert-preferences", str(source), str(output), *flags])
 
