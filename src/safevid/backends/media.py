@@ -153,7 +153,10 @@ def open_image(source: str | Path | BinaryIO, max_pixels: int | None = None) -> 
     size = target_size(width, height, max_pixels)
     if size != (width, height):
         image.draft("RGB", size)  # JPEG only; a no-op for other formats
-    image = image.convert("RGB")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    else:
+        image.load()  # not `convert`, which copies even to the same mode: one full-size copy fewer
     return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
 
 

@@ -28,7 +28,13 @@ What it refuses, as vLLM does, with a 4xx in OpenAI's error shape (``{"error": {
 ``..`` followed, inside an ``allowed_local_media_path`` root, and remote ``http(s)`` media always (send data
 URLs); ``n`` above ``max_n`` and ``top_logprobs`` above ``max_top_logprobs``; a message without a known
 ``role``, content or parts of the wrong type, an image or video sent to a text-only model (400); a ``model``
-other than the one it serves (404, ``model_not_found``).
+other than the one it serves (404, ``model_not_found``); a field of the wrong type or range, ``NaN``, a body
+nested too deep (`safevid.backends.request_checks`, 400); a local media path that is not a regular file (400).
+From the headers alone, before the body is read: a ``Host`` that does not name this server (400, DNS
+rebinding), a chat POST that is not ``application/json`` (415), a body announced over 512 MiB (413). A
+connection that does not complete its headers within ``header_timeout_s`` is closed; a body that does not
+arrive within ``body_timeout_s`` is a 408. Images and video frames are down-scaled while decoded to
+``max_image_pixels`` / ``max_frame_pixels`` (`safevid.backends.media.open_image`).
 """
 
 from __future__ import annotations

@@ -173,6 +173,7 @@ def inline_code(value: Any) -> str:
 
 
 def table_cell(value: Any) -> str:
+    """``value`` as the text of a Markdown table cell: `inline_text` with its pipes escaped."""
     return inline_text(value).replace("|", "\\|")
 
 
