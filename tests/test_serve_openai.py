@@ -307,7 +307,7 @@ def test_fields_are_checked_as_vllm_checks_them_with_a_400_naming_the_field(clie
     refused = {
         "n": {"n": "40"},
         "temperature": {"temperature": -1},
-        "top_p": {"top_p": 2},
+        "top_p": {"top_p": 0},
         "max_tokens": {"max_tokens": "5"},
         "seed": {"seed": 1.5},
         "stream": {"stream": "yes"},
@@ -466,3 +466,18 @@ def test_images_and_frames_are_down_scaled_while_decoded(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ValueError, match="over the 1000 pixels decoded"):
         media.open_image(io.BytesIO(jpeg(40, 40)), 100)
+
+
+def test_host_is_checked_against_the_bound_address():
+    from safevid.backends.request_checks import host_allowed
+
+    on_loopback = ["localhost:8000", "127.0.0.1", "[::1]:8000"]
+    assert all(host_allowed(host, "127.0.0.1") for host in on_loopback)
+    assert not any(host_allowed(host, "127.0.0.1") for host in ("evil.example", "10.0.0.5", "", None))
+    # Bound to every interface: any address is this server; a DNS name only if allowed.
+    assert host_allowed("10.0.0.5:8000", "0.0.0.0")
+    assert not host_allowed("gpu-box:8000", "0.0.0.0")
+    assert host_allowed("GPU-box:8000", "0.0.0.0", ["gpu-box"])
+    # Bound to one address: that address (or an allowed name), nothing else.
+    assert host_allowed("10.0.0.5:8000", "10.0.0.5")
+    assert not host_allowed("10.0.0.6", "10.0.0.5")

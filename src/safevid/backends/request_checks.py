@@ -76,7 +76,7 @@ def check_fields(request: dict[str, Any], *, max_n: int, max_top_logprobs: int) 
         _integer(request, name, minimum=1)
     _integer(request, "seed")
     _number(request, "temperature", minimum=0.0)
-    _number(request, "top_p", minimum=0.0, maximum=1.0)
+    _number(request, "top_p", minimum=0.0, maximum=1.0, above_minimum=True)
     for name in ("logprobs", "stream"):
         _typed(request, name, bool, "true or false")
     _integer(request, "top_logprobs", minimum=0, cap=(max_top_logprobs, "--max-top-logprobs"))
@@ -131,14 +131,22 @@ def _integer(
         raise InvalidRequest(f"{name} = {value} exceeds this server's cap of {cap[0]} ({cap[1]})", name)
 
 
-def _number(request: dict[str, Any], name: str, *, minimum: float, maximum: float | None = None) -> None:
+def _number(
+    request: dict[str, Any],
+    name: str,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+    above_minimum: bool = False,
+) -> None:
     value = request.get(name)
     if value is None:
         return
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise InvalidRequest(f"{name} must be a finite number, got {_shown(value)}", name)
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+    if value < minimum or (above_minimum and value == minimum) or (maximum is not None and value > maximum):
+        low = f"above {minimum:g}" if above_minimum else f"at least {minimum:g}"
+        bounds = f"{low} and at most {maximum:g}" if maximum is not None else low
         raise InvalidRequest(f"{name} must be {bounds}, got {value}", name)
 
 
