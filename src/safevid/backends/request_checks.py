@@ -32,6 +32,15 @@ class InvalidRequest(ValueError):
         super().__init__(message)
         self.param, self.code, self.status = param, code, status
 
+    def body(self) -> bytes:
+        return error_body(str(self), self.code, param=self.param)
+
+
+def error_body(message: str, code: str, *, param: str | None = None) -> bytes:
+    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return json.dumps({"error": error}).encode()
+
 
 def parse_body(body: bytes) -> dict[str, Any]:
     """The request object of a chat body: strict JSON, at most `MAX_JSON_DEPTH` deep, with a ``messages`` list."""

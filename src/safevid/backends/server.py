@@ -58,7 +58,7 @@ from typing import Any
 
 from safevid.backends import sse
 from safevid.backends.grammar import check_grammar
-from safevid.backends.request_checks import InvalidRequest, check_fields, host_allowed, parse_body
+from safevid.backends.request_checks import InvalidRequest, check_fields, error_body, host_allowed, parse_body
 from safevid.backends.structured import StructuredOutputError, check_schema
 from safevid.backends.types import SamplingParams, StructuredOutput
 
@@ -294,10 +294,10 @@ class LoopbackServer:
         try:
             body = await asyncio.wait_for(request.read(), self.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
-            return _response(413, _error_body("request body too large", "request_too_large"))
+            return _response(413, error_body("request body too large", "request_too_large"))
         except TimeoutError:
             message = f"the request body did not arrive within {self.body_timeout_s:g} s"
-            response = _response(408, _error_body(message, "request_timeout"))
+            response = _response(408, error_body(message, "request_timeout"))
             response.force_close()
             return response
         response = await self._dispatch(request.method, request.path, request.headers, body)
@@ -317,15 +317,15 @@ class LoopbackServer:
                 f"Host {host!r:.80} does not name this server (bound to {self.host}); to serve under that name, "
                 "start it with --allowed-host <name>"
             )
-            return 400, _error_body(message, "invalid_host")
+            return 400, error_body(message, "invalid_host")
         if (request.content_length or 0) > _MAX_BODY:
             message = (
                 f"request body of {request.content_length} bytes is over this server's {_MAX_BODY}-byte limit"
             )
-            return 413, _error_body(message, "request_too_large")
+            return 413, error_body(message, "request_too_large")
         if request.method == "POST" and request.content_type != "application/json":
             message = f"Content-Type must be application/json, got {request.content_type!r:.80}"
-            return 415, _error_body(message, "unsupported_media_type")
+            return 415, error_body(message, "unsupported_media_type")
         return None
 
     # --- API --------------------------------------------------------------------------------------
@@ -333,32 +333,32 @@ class LoopbackServer:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, bytes, dict[str, str]] | None:
         if self._api_key is not None and headers.get("authorization") != f"Bearer {self._api_key}":
-            return 401, _error_body("missing or wrong API key", "invalid_api_key"), {}
+            return 401, error_body("missing or wrong API key", "invalid_api_key"), {}
         if path in ("/health", "/v1/health"):
             return 200, b"{}", {}
         if path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
-                return 405, _error_body("use GET", "method_not_allowed"), {}
+                return 405, error_body("use GET", "method_not_allowed"), {}
             card = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "safevid"}
             if path == "/v1/models":
                 return 200, json.dumps({"object": "list", "data": [card]}).encode(), {}
             if path.removeprefix("/v1/models/") != self.model_name:
                 message = f"The model '{path.removeprefix('/v1/models/')}' does not exist"
-                return 404, _error_body(message, "model_not_found"), {}
+                return 404, error_body(message, "model_not_found"), {}
             return 200, json.dumps(card).encode(), {}
         if path != "/v1/chat/completions":
-            return 404, _error_body(f"no route {path}", "not_found"), {}
+            return 404, error_body(f"no route {path}", "not_found"), {}
         if method != "POST":
-            return 405, _error_body("use POST", "method_not_allowed"), {}
+            return 405, error_body("use POST", "method_not_allowed"), {}
         self.stats.chat_requests += 1
         try:
             request = parse_body(body)
         except InvalidRequest as e:
-            return e.status, _invalid_body(e), {}
+            return e.status, e.body(), {}
         model = request.get("model")
         if model is not None and model != self.model_name:
             message = f"The model '{model}' does not exist; this server serves '{self.model_name}'"
-            return 404, _error_body(message, "model_not_found", param="model"), {}
+            return 404, error_body(message, "model_not_found", param="model"), {}
         return await self._chat(request)
 
     async def _chat(self, request: dict[str, Any]) -> tuple[int, bytes, dict[str, str]] | None:
@@ -376,7 +376,7 @@ class LoopbackServer:
             return await self._complete(request)
         except Exception as e:  # a model error answers 500 with its cause; the server keeps serving
             logger.exception("chat completion failed")
-            return 500, _error_body(f"{type(e).__name__}: {e}", "internal_error")
+            return 500, error_body(f"{type(e).__name__}: {e}", "internal_error")
 
     async def _complete(self, request: dict[str, Any]) -> tuple[int, bytes]:
         try:
@@ -384,9 +384,9 @@ class LoopbackServer:
             structured = _structured_from(request)
             sse.check_stream_options(request)
         except InvalidRequest as e:
-            return e.status, _invalid_body(e)
+            return e.status, e.body()
         except (ValueError, TypeError) as e:
-            return 400, _error_body(str(e), "bad_request")
+            return 400, error_body(str(e), "bad_request")
         from safevid.backends.types import ChatRequest
 
         text_only = self._backend is not None and not getattr(self._backend, "is_vlm", True)
@@ -400,9 +400,9 @@ class LoopbackServer:
             )
             chat = ChatRequest(messages, params, structured)
         except InvalidRequest as e:
-            return e.status, _invalid_body(e)
+            return e.status, e.body()
         except (ValueError, TypeError, OSError) as e:
-            return 400, _error_body(str(e), "bad_request")
+            return 400, error_body(str(e), "bad_request")
         # Shielded: a client that hangs up cancels its handler, not a generation under way, whose
         # thread would otherwise run on, unlocked, beside the next request's.
         task = asyncio.ensure_future(self._generate_locked(chat))
@@ -410,9 +410,9 @@ class LoopbackServer:
         task.add_done_callback(self._tasks.discard)
         result = (await asyncio.shield(task))[0]
         if result.error is not None and result.error.kind == "invalid_request":  # the request, not the model
-            return 400, _error_body(result.error.message, "bad_request")
+            return 400, error_body(result.error.message, "bad_request")
         if result.error is not None and result.error.kind != "parse":
-            return 500, _error_body(str(result.error), "internal_error")
+            return 500, error_body(str(result.error), "internal_error")
         # An output that fails validation (a JSON answer cut by max_tokens) is returned as generated,
         # with its finish reason: the client's parser reports the parse failure.
         choices = [(c.text, c.finish_reason or "stop", _lp_tuples(c.logprobs)) for c in result.choices]
@@ -481,16 +481,6 @@ def _response(status: int, payload: bytes, headers: dict[str, str] | None = None
     return web.Response(
         status=status, body=payload, headers={**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS
     )
-
-
-def _invalid_body(error: InvalidRequest) -> bytes:
-    return _error_body(str(error), error.code, param=error.param)
-
-
-def _error_body(message: str, code: str, *, param: str | None = None) -> bytes:
-    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
-    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    return json.dumps({"error": error}).encode()
 
 
 def _sampling_from(request: dict[str, Any]) -> SamplingParams:

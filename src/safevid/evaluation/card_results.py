@@ -24,15 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END, eval_results
+from safevid.markdown import inline_code, inline_text, table_cell
 
-__all__ = [
-    "inline_code",
-    "inline_text",
-    "results_block",
-    "table_cell",
-    "update_card",
-    "write_results_to_card",
-]
+__all__ = ["results_block", "update_card", "write_results_to_card"]
 
 
 def write_results_to_card(
@@ -160,21 +154,6 @@ def results_block(metrics: dict[str, Any], results: list[Any]) -> str:
             RESULTS_END,
         ]
     )
-
-
-def inline_text(value: Any) -> str:
-    """``value`` as one line of Markdown text: no line break (so no marker line, no heading), no HTML tag."""
-    return " ".join(str(value).split()).replace("<", "&lt;").replace(">", "&gt;")
-
-
-def inline_code(value: Any) -> str:
-    """``value`` as an inline code span (one line; a backtick inside could close the span early)."""
-    return "`" + " ".join(str(value).split()).replace("`", "'") + "`"
-
-
-def table_cell(value: Any) -> str:
-    """``value`` as the text of a Markdown table cell: `inline_text` with its pipes escaped."""
-    return inline_text(value).replace("|", "\\|")
 
 
 def _new_card(model_name: str) -> Any:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safevid.evaluation.card_results import inline_code, inline_text, table_cell
 from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END
+from safevid.markdown import inline_code, inline_text, table_cell
 
 RESULTS_PLACEHOLDER = (
     f"{RESULTS_BEGIN}\n_Not evaluated yet. A SafeVidBench evaluation of this checkpoint replaces this block._\n"
