@@ -404,7 +404,7 @@ def test_cli_serves_latency_only(tmp_path):
         [
             sys.executable,
             "-m",
-            "safevid",
+            "safevid.testing",
             "fault-serve",
             "--latency-only",
             "--port",
