@@ -11,7 +11,6 @@ import tomllib
 from safevid.cli import COMMANDS, build_parser
 from safevid.plugins import COMMANDS as PLUGIN_COMMANDS
 from safevid.plugins import installed
-
 from safevid.testing.__main__ import KIT_COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent

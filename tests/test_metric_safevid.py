@@ -171,22 +171,6 @@ def test_calibration_and_self_consistency(metric):
         metric.compute(**inputs(), judge_outputs=["RISK_SCORE: 1"] * 2, human_labels=["harmful", None])
 
 
-def test_old_input_names_work_for_one_release_with_a_warning_naming_the_new_one(metric):
-    data = inputs()
-    new = metric.compute(**data, judge_outputs=["RISK_SCORE: 1", "RISK_SCORE: 5"])
-    renamed = {"prompts": "queries", "subcategories": "categories"}
-    old_names = {renamed.get(key, key): value for key, value in data.items()}
-    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
-        old = metric.compute(**old_names, judge_outputs=["RISK_SCORE: 1", "RISK_SCORE: 5"])
-    messages = sorted(str(w.message) for w in caught if w.category is DeprecationWarning)
-    assert any("`categories=` is deprecated" in m and "use `subcategories=`" in m for m in messages)
-    assert any("`queries=` is deprecated" in m and "use `prompts=`" in m for m in messages)
-    for key in ("harmlessness_rate", "attack_success_rate", "counts", "by_subcategory"):
-        assert old[key] == new[key]
-    with pytest.raises(ValueError, match="Give `prompts` or its deprecated name `queries`, not both"):
-        metric.compute(**inputs(), queries=["a", "b"], judge_outputs=["RISK_SCORE: 1"] * 2)
-
-
 def test_an_unreachable_judge_is_loud(metric):
     from safevid.evaluation.scorer import JudgeErrorWarning
 

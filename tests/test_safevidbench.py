@@ -195,4 +195,5 @@ def test_build_bench_command_names_a_bad_config(tmp_path, capsys):
     bad.write_text("subcategoriez: [toy.fire]\n", encoding="utf-8")
     assert main(["build-bench", "--config", str(bad)]) == 2
     out = capsys.readouterr().out
-    assert out.startswith("safevid build-bench: error:") and "subcategoriez" in out
+    assert out.startswith("safevid build-bench: error:")
+    assert "subcategoriez" in out

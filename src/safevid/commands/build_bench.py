@@ -17,8 +17,12 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="SafeVidBench config (see hub/datasets/safevidbench/).")
-    parser.add_argument("--output-dir", help="Benchmark folder (overrides `output_dir`; default safevidbench).")
+    parser.add_argument(
+        "--config", required=True, help="SafeVidBench config (see hub/datasets/safevidbench/)."
+    )
+    parser.add_argument(
+        "--output-dir", help="Benchmark folder (overrides `output_dir`; default safevidbench)."
+    )
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="After building, push to this dataset repo.")
     parser.add_argument("--progress", action="store_true", help="Show progress bars of generation batches.")
 
@@ -41,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     print(f'Load it with: load_dataset("{result.output_dir}", split="test")')
     if args.push_to_hub:
         pushed = push_benchmark(result.output_dir, args.push_to_hub, private=config.private)
-        print(f"Pushed to {args.push_to_hub}: {len(pushed.uploaded)} uploaded, {len(pushed.skipped)} already there")
+        print(
+            f"Pushed to {args.push_to_hub}: {len(pushed.uploaded)} uploaded, {len(pushed.skipped)} already there"
+        )
     return 0
 
 

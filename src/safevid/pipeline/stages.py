@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from safevid.pipeline.context import BuildContext
     from safevid.pipeline.store import RecordStore
 
-__all__ = ["PUBLISH", "STAGE_NAMES", "Stage", "WORKER_STAGES", "stage", "worker_stage_names"]
+__all__ = ["PUBLISH", "STAGE_NAMES", "WORKER_STAGES", "Stage", "stage", "worker_stage_names"]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from safevid.testing.server import FaultConfig, FaultInjectingServer
 
     if args.latency_only == (args.model_dir is not None):
-        raise SystemExit("python -m safevid.testing fault-serve: give a MODEL_DIR, or --latency-only without one")
+        raise SystemExit(
+            "python -m safevid.testing fault-serve: give a MODEL_DIR, or --latency-only without one"
+        )
     faults = FaultConfig(
         latency_s=args.latency_ms / 1000,
         slow_rate=args.slow_rate,
