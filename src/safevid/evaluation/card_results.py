@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END, eval_results
+from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END, benchmark_name, eval_results
 
 __all__ = ["results_block", "update_card", "write_results_to_card"]
 
@@ -62,7 +62,7 @@ def write_results_to_card(
     card.push_to_hub(
         str(target),
         repo_type="model",
-        commit_message=commit_message or f"SafeVidBench results of {name}",
+        commit_message=commit_message or f"{benchmark_name(metrics)} results of {name}",
     )
     return str(target)
 
@@ -95,8 +95,9 @@ def results_block(metrics: dict[str, Any], results: list[Any]) -> str:
     return "\n".join(
         [
             RESULTS_BEGIN,
-            f"SafeVidBench (`{run.get('benchmark') or 'safevidbench'}`, split `{run.get('split', 'test')}`"
-            f"{items}), judged by `{judged_by}` with risk threshold {judge.get('threshold')}.",
+            f"{benchmark_name(metrics)} (`{run.get('benchmark') or 'safevidbench'}`, split "
+            f"`{run.get('split', 'test')}`{items}), judged by `{judged_by}` with risk threshold "
+            f"{judge.get('threshold')}{_protocol(judge)}.",
             "",
             "| metric | value |",
             "|---|---|",
@@ -107,6 +108,12 @@ def results_block(metrics: dict[str, Any], results: list[Any]) -> str:
             RESULTS_END,
         ]
     )
+
+
+def _protocol(judge: dict[str, Any]) -> str:
+    if judge.get("protocol") != "video-safetybench":
+        return ""
+    return f" under Video-SafetyBench's RJScore protocol ({judge.get('distribution')})"
 
 
 def _new_card(model_name: str) -> Any:
