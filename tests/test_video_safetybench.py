@@ -591,3 +591,22 @@ def test_a_tgi_judge_run_adapts_top_logprobs_and_records_unscored_items(world, t
     assert asr.metric_value == 100.0
     assert "--protocol video-safetybench" in asr.source_name
     assert "top_5_logprobs" in asr.source_name
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cap"),
+    [  # as each server words the refusal (TGI router/src/validation.rs, vLLM's sampling params, OpenAI's API)
+        (422, '{"error":"Input validation error: `top_n_tokens` must be >= 0 and <= 5. Given: 20",'
+              '"error_type":"validation"}', 5),
+        (400, '{"error":{"message":"Requested sample logprobs of 20, which is greater than max allowed: 8"}}', 8),
+        (400, '{"error":{"message":"Invalid \'top_logprobs\': integer above maximum value. Expected a value <= 10, '
+              'but got 20 instead.","param":"top_logprobs"}}', 10),
+        (400, '{"error":{"message":"max_tokens must be <= 4"}}', None),  # not about log-probabilities
+        (503, '{"error":"top_n_tokens must be <= 5"}', None),  # not a refusal of the request
+    ],
+)  # fmt: skip
+def test_the_cap_a_server_names_in_refusing_top_logprobs(status, body, cap):
+    from safevid.backends.types import ChatResult, RequestError
+    from safevid.judge.protocols.video_safetybench import _announced_cap
+
+    assert _announced_cap([ChatResult("a", error=RequestError("status", body, status))]) == cap
