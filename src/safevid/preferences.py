@@ -2,13 +2,20 @@
 
 Accepted formats (`FORMATS`):
 
-- ``align-anything``: PKU-Alignment's text-video-to-text rows: ``prompt``, ``video_path``, ``response_1``,
-  ``response_2`` and ``overall_response`` (1 or 2, the preferred response).
-- ``llamafactory``: LLaMA-Factory's sharegpt ranking rows: ``conversations`` (one user turn whose text holds one
-  ``<video>`` placeholder; ``from``/``value`` or ``role``/``content``), ``chosen`` and ``rejected`` (a message or a
-  string) and ``videos`` (one path, relative to the media folder: `video_root`, else the dataset's folder).
+- ``align-anything``: PKU-Alignment's text-video-to-text rows: ``prompt`` (its ``<video>`` tag removed, as
+  align-anything's ``AA_TV2T`` template does), ``video_path``, ``response_1``, ``response_2`` and
+  ``overall_response`` (1 or 2, the preferred response).
+- ``llamafactory``: LLaMA-Factory's sharegpt ranking rows: ``conversations`` or ``messages`` (one user turn whose
+  text holds one ``<video>`` placeholder, optionally after a system turn; ``from``/``value`` or
+  ``role``/``content``), ``chosen`` and ``rejected`` (a message or a string) and ``videos`` (one path, relative
+  to the media folder: `video_root`, else the data file's folder).
 - ``columns``: any dataset, by a column map from SafeVid's names (``video``, ``prompt``, ``chosen``, ``rejected``;
-  optionally ``id``, ``domain``, ``subcategory``, ``query_style``, ``description``) to the dataset's columns.
+  optionally ``id``, ``domain``, ``subcategory``, ``query_style``, ``description``) to the dataset's columns; a
+  prompt may be a list of messages holding one user turn.
+
+A system prompt (a leading system turn or a ``system`` column) is counted in the report's notes, not carried:
+SafeVid rows have none. The converted card carries the source's license (`source_metadata`), its Hub id as
+``source_datasets`` and its ``size_categories``.
 
 Each row's video cell is resolved by `safevid.video.references.VideoReferences` (so absolute paths are refused unless
 allowed), probed, and embedded. A row that cannot be converted — video unresolvable or undecodable, preference
