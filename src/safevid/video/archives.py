@@ -84,10 +84,11 @@ def _extract_zip(archive: Path, target: Path) -> int:
         for info in bundle.infolist():
             if info.is_dir():
                 continue
-            mode = info.external_attr >> 16  # the Unix mode, where the archiver stored one
-            if stat.S_ISLNK(mode) or (mode and not stat.S_ISREG(mode)):
-                kind = "a link" if stat.S_ISLNK(mode) else "not a regular file"
-                raise UnsafeArchiveError(f"member {info.filename!r} is {kind}")
+            # The Unix file type, where the archiver stored one (many store permissions only, or nothing).
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind not in (0, stat.S_IFREG):
+                what = "a link" if kind == stat.S_IFLNK else "not a regular file"
+                raise UnsafeArchiveError(f"member {info.filename!r} is {what}")
             with bundle.open(info) as source:
                 _write(source, target, member_path(info.filename))
             count += 1

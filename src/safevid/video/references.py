@@ -257,8 +257,8 @@ class VideoReferences:
         the ``videos`` folder, holding ``videos/a.mp4`` or ``a.mp4``."""
         from safevid.video.archives import archive_beside
 
-        parts = PurePosixPath(reference.replace("\\", "/")).parts
-        if len(parts) < 2:
+        parts = PurePosixPath(os.path.normpath(reference.replace("\\", "/"))).parts
+        if len(parts) < 2 or ".." in parts:
             return None
         archive = archive_beside(Path(base), parts[0])
         if archive is None:
