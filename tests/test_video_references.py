@@ -238,7 +238,7 @@ def test_a_zip_holding_a_link_is_refused_whole(tmp_path, dataset_dir):
     with zipfile.ZipFile(dataset_dir / "videos.zip", "w") as bundle:
         bundle.writestr("videos/a.mp4", b"video")
         bundle.writestr(link, "a.mp4")
-    with pytest.raises(VideoReferenceError, match="'videos/link.mp4' is a link") as caught:
+    with pytest.raises(VideoReferenceError, match=r"'videos/link\.mp4' is a link") as caught:
         _refs(tmp_path, dataset_dir=str(dataset_dir)).resolve("videos/a.mp4", row_name="r")
     assert caught.value.reason == "bad_archive"
     assert not list((tmp_path / "cache" / "archives").iterdir())  # nothing of it kept
