@@ -516,7 +516,10 @@ def source_metadata(source: str) -> tuple[str | list[str] | None, list[str]]:
         folders = [local] if local.is_dir() else [local.parent, local.parent.parent]
         for folder in folders:
             if (folder / "README.md").is_file():
-                return DatasetCard.load(folder / "README.md").data.get("license"), []
+                try:
+                    return DatasetCard.load(folder / "README.md").data.get("license"), []
+                except Exception:  # malformed YAML (a ValueError or yaml's own): no license is declared
+                    return None, []
         return None, []
     try:
         card = DatasetCard.load(source, repo_type="dataset")
