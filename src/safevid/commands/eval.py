@@ -10,7 +10,8 @@ Examples:
     safevid eval --output-dir eval/aligned --report-only --model-card <org>/<model>   # results into its card
     safevid eval --protocol video-safetybench --benchmark BAAI/Video-SafetyBench --split harmful \
         --protocol-files FlagEvalMM/tasks/video_safety_bench --model <checkpoint> --model-kind transformers \
-        --judge-model Qwen/Qwen2.5-72B-Instruct --judge-kind transformers --output-dir eval/vsb-harmful
+        --judge-model Qwen/Qwen2.5-72B-Instruct --judge-kind transformers --output-dir eval/vsb-harmful \
+        --model-card <org>/<model>        # Video-SafetyBench entries in its model-index, the protocol named
 
 A killed run resumes where it stopped when rerun with the same arguments (answers.jsonl, judgements.jsonl).
 Flags override the YAML config. API keys come from the environment (SAFEVID_API_KEY / OPENAI_API_KEY), never
