@@ -128,7 +128,7 @@ def test_regex_constraints_are_decoded_under(client):
 def test_what_cannot_be_enforced_is_a_400_naming_it(client, monkeypatch):
     import openai
 
-    with pytest.raises(openai.BadRequestError, match=r"unsupported keywords \['if'\]"):
+    with pytest.raises(openai.BadRequestError, match=r'Unimplemented keys: \["if"\]'):
         client.chat.completions.create(
             model="tiny-qwen2-vl",
             messages=MESSAGES,

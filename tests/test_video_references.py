@@ -278,3 +278,41 @@ def test_relative_cells_of_a_hub_dataset_are_its_files(loopback_hub, tmp_path, t
     with pytest.raises(VideoReferenceError) as caught:
         refs.resolve("../../etc/passwd", row_name="r")
     assert caught.value.reason == "local_path_not_allowed"
+
+
+def test_a_folder_published_as_an_archive_beside_it_is_read_from_the_archive(
+    tmp_path, dataset_dir, test_video
+):
+    """align-anything's layout: cells ``./videos/<name>`` next to ``videos.zip`` (or ``.tar.gz``) and no folder."""
+    import zipfile
+
+    with zipfile.ZipFile(dataset_dir / "videos.zip", "w") as bundle:
+        bundle.writestr("videos/a.mp4", test_video.read_bytes())
+    _tar(dataset_dir / "flat.tar.gz", {"b.mp4": b"flat member"}, "w:gz")  # members without the folder name
+    refs = _refs(tmp_path, dataset_dir=str(dataset_dir))
+    assert refs.resolve("./videos/a.mp4", row_name="r").read_bytes() == test_video.read_bytes()
+    assert refs.resolve("flat/b.mp4", row_name="r").read_bytes() == b"flat member"
+    assert (tmp_path / "cache" / "archives") in refs.resolve("videos/a.mp4", row_name="r").parents
+    assert not (dataset_dir / "videos").exists()
+    with pytest.raises(VideoReferenceError, match=r"videos\.zip has no member videos/none\.mp4") as caught:
+        refs.resolve("videos/none.mp4", row_name="r")
+    assert caught.value.reason == "missing_archive_member"
+    for cell in ("other/a.mp4", "x/../videos/../../a.mp4"):  # no archive of that name; a cell climbing out
+        with pytest.raises(VideoReferenceError) as caught:
+            refs.resolve(cell, row_name="r")
+        assert caught.value.reason in ("missing_file", "local_path_not_allowed")
+
+
+def test_a_zip_holding_a_link_is_refused_whole(tmp_path, dataset_dir):
+    import stat
+    import zipfile
+
+    link = zipfile.ZipInfo("videos/link.mp4")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16  # how zip stores a symbolic link (its target as data)
+    with zipfile.ZipFile(dataset_dir / "videos.zip", "w") as bundle:
+        bundle.writestr("videos/a.mp4", b"video")
+        bundle.writestr(link, "a.mp4")
+    with pytest.raises(VideoReferenceError, match=r"'videos/link\.mp4' is a link") as caught:
+        _refs(tmp_path, dataset_dir=str(dataset_dir)).resolve("videos/a.mp4", row_name="r")
+    assert caught.value.reason == "bad_archive"
+    assert not list((tmp_path / "cache" / "archives").iterdir())  # nothing of it kept

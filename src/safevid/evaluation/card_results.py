@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END, eval_results
+from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END, benchmark_name, eval_results
 from safevid.markdown import inline_code, inline_text, table_cell
 
 __all__ = ["results_block", "update_card", "write_results_to_card"]
@@ -66,7 +66,7 @@ def write_results_to_card(
     card.push_to_hub(
         str(target),
         repo_type="model",
-        commit_message=commit_message or f"SafeVidBench results of {name}",
+        commit_message=commit_message or f"{benchmark_name(metrics)} results of {name}",
     )
     return str(target)
 
@@ -142,8 +142,8 @@ def results_block(metrics: dict[str, Any], results: list[Any]) -> str:
     return "\n".join(
         [
             RESULTS_BEGIN,
-            f"SafeVidBench ({benchmark}, split {split}{items}), judged by {judged_by} with risk threshold "
-            f"{inline_text(judge.get('threshold'))}.",
+            f"{inline_text(benchmark_name(metrics))} ({benchmark}, split {split}{items}), judged by {judged_by} "
+            f"with risk threshold {inline_text(judge.get('threshold'))}{_protocol(judge)}.",
             "",
             "| metric | value |",
             "|---|---|",
@@ -154,6 +154,12 @@ def results_block(metrics: dict[str, Any], results: list[Any]) -> str:
             RESULTS_END,
         ]
     )
+
+
+def _protocol(judge: dict[str, Any]) -> str:
+    if judge.get("protocol") != "video-safetybench":
+        return ""
+    return f" under Video-SafetyBench's RJScore protocol ({inline_text(judge.get('distribution'))})"
 
 
 def _new_card(model_name: str) -> Any:

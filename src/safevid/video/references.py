@@ -13,9 +13,12 @@ encoded ``bytes`` or a local file, by these rules:
   `download_deadline_s` (a wall-clock deadline), redirected elsewhere than http(s), or if its host is a loopback or
   private address unless `allow_private_urls` (`safevid.video.download`).
 - ``<archive>::<member>`` (e.g. ``videos.tar::video/1_Violent_Crimes/a.mp4``), or any relative path when `archive`
-  is set: the member of a tar archive (plain or compressed). The archive, itself resolved by the rules above, is
-  extracted once into `cache_dir` with tarfile's ``data`` filter, which refuses the whole archive if a member
-  would land outside the extraction folder (absolute names, ``..``, links out, device files).
+  is set: the member of an archive (tar, plain or compressed, or zip). The archive, itself resolved by the rules
+  above, is unpacked once into `cache_dir` by `safevid.video.archives.extract_archive`, which refuses the whole
+  archive if a member is a link, a device or climbs out with ``..``.
+- a relative path missing from its folder whose first folder was published as an archive beside it
+  (``videos/a.mp4`` with ``videos.tar.gz`` next to the absent ``videos/``, as align-anything publishes): that
+  archive's member ``videos/a.mp4`` (or ``a.mp4``), unpacked the same way.
 
 Every failure is a `VideoReferenceError` naming the row, the reference, the cause and, where one exists, the option
 that allows or fixes it.
@@ -34,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tarfile
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
@@ -87,7 +89,7 @@ class VideoReferences:
         video_root (`str`, *optional*):
             A folder holding the videos; relative cells resolve inside it instead of the dataset's folder.
         archive (`str`, *optional*):
-            A tar archive (resolved as a cell is) whose members the relative cells name.
+            An archive (tar or zip; resolved as a cell is) whose members the relative cells name.
         allowed_local_media_path (`tuple[str, ...]`, defaults to `()`):
             Roots under which absolute cells, and cells climbing out with ``..``, may be read. Empty: none may.
         cache_dir (`str`, *optional*):
@@ -183,6 +185,8 @@ class VideoReferences:
         path = Path(os.path.normpath(Path(base) / reference))
         if not _within(path, Path(os.path.normpath(base))) or not _within_real(path, Path(base)):
             return self._allowed(path, row_name, cell, f"leads out of {base}")
+        if not path.exists():
+            return self._beside(base, reference, row_name, cell) or _existing(path, row_name, cell)
         return _existing(path, row_name, cell)
 
     def _allowed(self, path: Path, row_name: str, cell: str, what: str) -> Path:
@@ -254,21 +258,50 @@ class VideoReferences:
         return target
 
     def _member(self, archive: Path, member: str, row_name: str, cell: str) -> Path:
-        parts = PurePosixPath(member).parts
-        if not parts or _is_absolute(member) or ".." in parts:
+        from safevid.video.archives import UnsafeArchiveError, member_path
+
+        try:
+            if _is_absolute(member):
+                raise UnsafeArchiveError("an absolute path")
+            relative = member_path(member)
+        except UnsafeArchiveError:
             raise VideoReferenceError(
                 row_name, cell, "bad_archive_member", "an archive member must be a relative path without '..'"
-            )
-        folder = self._extracted(archive, row_name, cell)
-        path = folder.joinpath(*parts)
+            ) from None
+        path = self._extracted(archive, row_name, cell).joinpath(*relative.parts)
         if not path.is_file():
             raise VideoReferenceError(
-                row_name, cell, "missing_archive_member", f"{archive} has no file {member}"
+                row_name, cell, "missing_archive_member", f"{archive} has no file {relative}"
             )
         return path
 
+    def _beside(self, base: str, reference: str, row_name: str, cell: str) -> Path | None:
+        """A relative path missing from its folder, read from the archive published in its place: the cell
+        ``videos/a.mp4`` (or ``./videos/a.mp4``) from ``videos.tar.gz`` (or ``.tar``, ``.zip``, ...) beside
+        the ``videos`` folder, holding ``videos/a.mp4`` or ``a.mp4``."""
+        from safevid.video.archives import archive_beside
+
+        parts = PurePosixPath(os.path.normpath(reference.replace("\\", "/"))).parts
+        if len(parts) < 2 or ".." in parts:
+            return None
+        archive = archive_beside(Path(base), parts[0])
+        if archive is None:
+            return None
+        folder = self._extracted(archive, row_name, cell)
+        for inside in (parts, parts[1:]):
+            path = folder.joinpath(*inside)
+            if path.is_file():
+                return path
+        raise VideoReferenceError(
+            row_name, cell, "missing_archive_member",
+            f"no file {Path(base) / reference}, and {archive} has no member {'/'.join(parts)} (nor "
+            f"{'/'.join(parts[1:])})",
+        )  # fmt: skip
+
     def _extracted(self, archive: Path, row_name: str, cell: str) -> Path:
         """The archive's extraction folder, extracting it first if no complete one exists (atomic)."""
+        from safevid.video.archives import UnsafeArchiveError, extract_archive
+
         stat = archive.stat()
         key = hashlib.sha256(f"{os.path.realpath(archive)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         folder = self._cache("archives") / key.hexdigest()[:40]
@@ -276,10 +309,9 @@ class VideoReferences:
             return folder
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".extracting-"))
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")  # refuses members that would land outside `staging`
+            extract_archive(archive, staging)  # refuses links, devices and members climbing out
             os.replace(staging, folder)
-        except (tarfile.TarError, OSError) as error:
+        except (UnsafeArchiveError, OSError) as error:
             if folder.is_dir():  # another process extracted it first
                 return folder
             raise VideoReferenceError(
