@@ -75,7 +75,8 @@ DEFAULT_MAX_IMAGE_PIXELS = 16384 * 28 * 28
 supported family's processor keeps; a larger image is down-scaled to it, as the processor would."""
 DEFAULT_MAX_FRAME_PIXELS = 768 * 28 * 28
 """Most pixels a video frame keeps (602,112): transformers' Qwen2-VL video processor's ``longest_edge``; LLaVA's
-processors keep fewer. Frames are down-scaled while they are decoded, so a 4K clip never sits in memory."""
+processors keep fewer. A frame list's JPEGs are decoded at reduced scale; a video file's frames are down-scaled
+by `sample_video` (``max_pixels``), so a request's frames never stay at 4K."""
 _SHUTDOWN_S = 2.0  # how long `stop` lets in-flight requests finish
 # How long the unread body of a refused request is drained so the client reads its 4xx rather than a reset
 # (aiohttp's 10 s default would let each refused 4 GB upload hold its connection that long).
