@@ -140,6 +140,12 @@ class _HostileHandler(http.server.BaseHTTPRequestHandler):
     """A trickling body, and redirects to another scheme and to the loopback server itself."""
 
     def do_GET(self):
+        if self.path == "/small.mp4":
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"video")
+            return
         if self.path == "/trickle.mp4":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -150,7 +156,8 @@ class _HostileHandler(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.05)
             return
         self.send_response(302)
-        self.send_header("Location", "ftp://127.0.0.1/a.mp4" if self.path == "/to-ftp" else "/trickle.mp4")
+        targets = {"/to-ftp": "ftp://127.0.0.1/a.mp4", "/to-small": "/small.mp4"}
+        self.send_header("Location", targets.get(self.path, "/trickle.mp4"))
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -175,6 +182,9 @@ def test_downloads_keep_a_wall_clock_deadline_http_redirects_and_public_addresse
         with pytest.raises(VideoReferenceError, match="only http\\(s\\) redirects are followed") as caught:
             allowed.resolve(f"{base}/to-ftp", row_name="r")
         assert caught.value.reason == "url_not_allowed"
+        assert (
+            allowed.resolve(f"{base}/to-small", row_name="r").read_bytes() == b"video"
+        )  # http redirects work
         # A loopback (or private) host is refused unless allowed: by the option or the environment.
         served, _ = http_server
         monkeypatch.delenv("SAFEVID_ALLOW_PRIVATE_URLS", raising=False)

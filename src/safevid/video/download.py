@@ -103,7 +103,7 @@ class _Guard:
 
     def __init__(self, deadline: float, allow_private: bool) -> None:
         self.deadline, self.allow_private = deadline, allow_private
-        self.sockets: list[socket.socket] = []
+        self.socket: socket.socket | None = None  # the latest connection's: the one the body is read from
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -112,10 +112,10 @@ class _Guard:
         return left
 
     def tighten(self) -> None:
-        """Let each open socket wait at most until the deadline."""
+        """Let the socket being read wait at most until the deadline."""
         left = self.remaining()
-        for sock in self.sockets:
-            sock.settimeout(left)
+        if self.socket is not None:
+            self.socket.settimeout(left)
 
     def connect(self, host: str, port: int) -> socket.socket:
         """A socket to ``host``, connected to an address the rule allows."""
@@ -146,14 +146,13 @@ class _Guard:
 
         class Connection(http.client.HTTPConnection):
             def connect(self) -> None:
-                self.sock = guard.connect(self.host, self.port)
-                guard.sockets.append(self.sock)
+                self.sock = guard.socket = guard.connect(self.host, self.port)
 
         class TLSConnection(http.client.HTTPSConnection):
             def connect(self) -> None:
                 plain = guard.connect(self.host, self.port)
-                self.sock = self._context.wrap_socket(plain, server_hostname=self.host)  # type: ignore[attr-defined]
-                guard.sockets.append(self.sock)
+                context = self._context  # type: ignore[attr-defined]
+                self.sock = guard.socket = context.wrap_socket(plain, server_hostname=self.host)
 
         class Handler(urllib.request.HTTPHandler):
             def http_open(self, req: Any) -> Any:
