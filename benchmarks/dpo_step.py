@@ -30,7 +30,6 @@ def _rss_mb() -> float:
 
 def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
     import torch
-    from transformers import TrainerCallback
 
     from safevid.testing.tiny_models import build_tiny_model
     from safevid.training import VideoDPOConfig, VideoDPOTrainer, load_preference_dataset
@@ -75,17 +74,7 @@ def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
         )
         trainer = VideoDPOTrainer(model, args=args, train_dataset=dataset)
 
-    class Clock(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_step_begin(self, *_, **__):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, *_, **__):
-            self.times.append(time.perf_counter() - self.start)
-
-    clock = Clock()
+    clock = step_clock()
     trainer.add_callback(clock)
     before = _rss_mb()
     trainer.train()
@@ -98,8 +87,33 @@ def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
     }
 
 
-def _frames_as_images(dataset) -> list[list]:
-    """The frames safevid trains on (the rows' stored sampling), as PIL images for TRL's image path."""
+def step_clock(synchronize=None):
+    """A `TrainerCallback` that records the wall time of every optimizer step in `.times`.
+
+    `synchronize` (e.g. `torch.cuda.synchronize`) is called at both ends, so queued GPU work is counted.
+    """
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_begin(self, *_, **__):
+            if synchronize:
+                synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            if synchronize:
+                synchronize()
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepClock()
+
+
+def _frames_as_images(dataset, overrides: dict | None = None) -> list[list]:
+    """The frames safevid trains on (the rows' stored sampling, with `overrides` of its fields), as PIL images for
+    TRL's image path."""
     from datasets import Video
     from PIL import Image
 
@@ -107,7 +121,8 @@ def _frames_as_images(dataset) -> list[list]:
 
     out = []
     for row in dataset.cast_column("video", Video(decode=False)):
-        frames = sample_video(row["video"], VideoSampling.from_dict(json.loads(row["sampling"]))).frames
+        sampling = VideoSampling.from_dict(json.loads(row["sampling"])).overridden(overrides or {})
+        frames = sample_video(row["video"], sampling).frames
         out.append([Image.fromarray(frame.permute(1, 2, 0).numpy()) for frame in frames])
     return out
 
