@@ -50,7 +50,7 @@ def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
         "dataloader_num_workers": 0,
         "seed": 0,
     }
-    dataset = load_preference_dataset(workdir / "data", "default")
+    dataset = load_preference_dataset(_data_folder(workdir), "default")
     if variant == "trl-images":
         from trl import DPOConfig, DPOTrainer
 
@@ -85,6 +85,12 @@ def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "train_rss_growth_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before,
     }
+
+
+def _data_folder(workdir: Path) -> Path:
+    # A name of its own: datasets 5.2 caches a local folder with README configs under its name and README alone, so
+    # a folder named like an earlier run's would load that run's rows (another frame count).
+    return workdir / f"data-{workdir.name}"
 
 
 def step_clock(synchronize=None):
@@ -145,7 +151,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="safevid-bench-dpo-") as tmp:
         workdir = Path(tmp)
         build_demo_preference_set(
-            workdir / "data", num_rows=8, sampling=VideoSampling(num_frames=options.frames)
+            _data_folder(workdir), num_rows=8, sampling=VideoSampling(num_frames=options.frames)
         )
         results = {}
         # The frame cache and the reference log-probs are built before the timed run, as a real job does once.

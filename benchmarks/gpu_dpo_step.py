@@ -308,7 +308,7 @@ class Bench:
         from safevid.video import VideoSampling
 
         self.options, self.workdir = options, workdir
-        self.cuda = torch.cuda.is_available() and not options.tiny
+        self.cuda = torch.cuda.is_available() and not (options.tiny or options.smoke_layers)
         self.tiny_paths = {family: build_tiny_model(family) for family in options.families}
         longest = max([*options.frames, options.probe_limit if self.cuda else 0])
         # The GPU machine has no torchcodec build for its torch; PyAV (a wheel with its own FFmpeg) decodes there.
@@ -318,7 +318,9 @@ class Bench:
         )
         size = {} if options.tiny else {"frame_size": CLIP_SIZE}
         folder = build_demo_preference_set(
-            workdir / "data",
+            # A name of its own: datasets 5.2 caches a local folder with README configs under its name and README
+            # alone, so a folder named like an earlier run's would load that run's rows.
+            workdir / f"clips-{workdir.name}",
             num_rows=options.warmup + options.steps,
             sampling=sampling,
             rows_per_video=options.warmup
@@ -355,7 +357,12 @@ class Bench:
             return AutoModelForImageTextToText.from_pretrained(self.tiny_paths[family])
         from safevid.testing.model_shapes import build_shaped_model
 
-        return build_shaped_model(SHAPES[family], device="cuda", token_ids_like=self.tiny_paths[family])
+        return build_shaped_model(
+            SHAPES[family],
+            device="cuda" if self.cuda else "cpu",
+            token_ids_like=self.tiny_paths[family],
+            layers=self.options.smoke_layers,
+        )
 
     def predicted_gib(self, setting: Setting) -> float | None:
         if self.options.tiny:
@@ -417,7 +424,7 @@ class Bench:
         return {
             "output_dir": str(self.workdir / "out" / name),
             "use_cpu": not self.cuda,
-            "bf16": self.cuda,
+            "bf16": not self.options.tiny,
             "max_steps": self.options.warmup + self.options.steps,
             "per_device_train_batch_size": 1,
             "gradient_checkpointing": True,
@@ -575,7 +582,7 @@ def plan(options: argparse.Namespace) -> list[Setting]:
 
 def format_table(bench: Bench, results: list[dict[str, Any]], device: str) -> str:
     lines = [
-        f"Device: {device}; bf16={bench.cuda}, SDPA, gradient checkpointing, batch 1 (one pair); mean of "
+        f"Device: {device}; bf16={not bench.options.tiny}, SDPA, gradient checkpointing, batch 1 (one pair); mean of "
         f"{bench.options.steps} steps after {bench.options.warmup} warm-up.\n",
         "| model | trainer | mode | frames | reference | vision tokens | tokens / pair | step (s) | video tokens/s | MFU | peak GiB | status |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -643,6 +650,11 @@ def main() -> int:
         "--tiny", action="store_true", help="CPU, the kit's tiny models (the test suite's run)"
     )
     parser.add_argument("--memory-model", action="store_true", help="print the memory arithmetic only")
+    parser.add_argument(
+        "--smoke-layers",
+        type=int,
+        help="CPU: the real shapes and processors cut to this many layers (a check of the GPU path, not a timing)",
+    )
     parser.add_argument("--families", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"])
     parser.add_argument("--frames", nargs="+", type=int, default=[8, 16, 32, 64])
@@ -665,13 +677,19 @@ def main() -> int:
 
     import torch
 
-    if options.memory_model or not (options.tiny or torch.cuda.is_available()):
+    if options.memory_model or not (options.tiny or options.smoke_layers or torch.cuda.is_available()):
         if not options.memory_model:
             print("No GPU here: the measured part needs one (or --tiny for the CPU run). The arithmetic:\n")
         print(memory_table())
         return 0
     start = time.perf_counter()
-    device = "CPU (tiny kit models)" if options.tiny else torch.cuda.get_device_name()
+    device = (
+        "CPU (tiny kit models)"
+        if options.tiny
+        else f"CPU (real widths, {options.smoke_layers} layers)"
+        if options.smoke_layers
+        else torch.cuda.get_device_name()
+    )
     # The trainers' logs go to stderr, so stdout holds the table alone.
     with (
         tempfile.TemporaryDirectory(prefix="safevid-bench-gpu-dpo-") as tmp,

@@ -76,6 +76,7 @@ def build_shaped_model(
     dtype: Any = None,
     attn_implementation: str = "sdpa",
     token_ids_like: str | os.PathLike[str] | None = None,
+    layers: int | None = None,
 ) -> Any:
     """A random-weight model with the exact architecture and size of the checkpoint `name`.
 
@@ -88,6 +89,8 @@ def build_shaped_model(
         token_ids_like (`str` or `os.PathLike`, *optional*): a kit checkpoint of the same family
             (`safevid.testing.tiny_models.build_tiny_model(family)`) whose special-token ids replace the real ones,
             so the model reads the kit tokenizer's video placeholders. Without it the ids are the real ones.
+        layers (`int`, *optional*): keep only this many decoder layers and vision blocks (at least the two that
+            LLaVA's feature layer -2 needs), at the real widths: the real code path, small enough for a CPU.
 
     Returns:
         The model (`...ForConditionalGeneration`), in eval mode as `from_pretrained` returns it.
@@ -99,6 +102,8 @@ def build_shaped_model(
     config = shape.pretrained_config()
     if token_ids_like is not None:
         _take_token_ids(config, AutoConfig.from_pretrained(token_ids_like), shape)
+    if layers is not None:
+        _keep_layers(config, layers)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(
             config, dtype=dtype or torch.bfloat16, attn_implementation=attn_implementation
@@ -194,3 +199,15 @@ def _take_token_ids(config: Any, donor: Any, shape: ModelShape) -> None:
     text, donor_text = config.get_text_config(), donor.get_text_config()
     for field in _TEXT_TOKEN_ID_FIELDS:
         setattr(text, field, getattr(donor_text, field))
+
+
+def _keep_layers(config: Any, layers: int) -> None:
+    config.get_text_config().num_hidden_layers = layers
+    vision = config.vision_config
+    if hasattr(
+        vision, "fullatt_block_indexes"
+    ):  # Qwen2.5-VL: the last kept block attends over the whole frame
+        vision.depth = layers
+        vision.fullatt_block_indexes = [layers - 1]
+    else:
+        vision.num_hidden_layers = max(layers, 2)
