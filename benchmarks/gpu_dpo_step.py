@@ -213,8 +213,9 @@ def memory_gib(
     - `reference`: full mode with a live reference holds a second, frozen copy (sharded the same way); LoRA's
       reference is the policy with its adapters off, and a precomputed reference holds nothing.
     - `training`: LoRA: fp32 adapters, gradients and AdamW moments (16 bytes a LoRA parameter, PEFT's default
-      upcast); full + ZeRO-3: bf16 gradients and fp32 master weights and moments (2 + 12 bytes a parameter,
-      sharded), plus the parameters ZeRO-3 gathers for the running layer (up to 1e9, 2 bytes each).
+      upcast); full + ZeRO-3 (`gpus` > 1): bf16 gradients and DeepSpeed's fp32 master weights and moments
+      (2 + 12 bytes a parameter, sharded), plus the parameters ZeRO-3 gathers for the running layer (up to 1e9,
+      2 bytes each); full on one GPU: bf16 gradients and torch AdamW's moments in the weights' dtype (2 + 4 bytes).
     - `activations`: with gradient checkpointing, every layer's input is kept (the language model: `layers` x T x d,
       the vision tower: its depth x positions x its width; bf16) for 2 x `batch` sequences, plus the working set of
       the one layer being recomputed: T x (10 d + 4 d_ff) x 2 bytes (projections, norms, MLP, LoRA inputs). The LM
@@ -230,10 +231,10 @@ def memory_gib(
     parts["reference"] = parts["weights"] if (mode == "full" and live_reference) else 0.0
     if mode == "lora":
         parts["training"] = 16 * sizes.lora
+    elif gpus > 1:
+        parts["training"] = 14 * sizes.parameters / shard + 2 * min(1e9, sizes.parameters)
     else:
-        parts["training"] = 14 * sizes.parameters / shard + (
-            2 * min(1e9, sizes.parameters) if gpus > 1 else 0
-        )
+        parts["training"] = 6 * sizes.parameters
     positions = vision_positions(sizes, frames, video)
     kept = sizes.layers * sequence * sizes.hidden + sizes.vision_layers * positions * sizes.vision_hidden
     working = max(
@@ -380,9 +381,9 @@ class Bench:
         `status="error: ..."` (the traceback on stderr)."""
         import torch
 
-        result: dict[str, Any] = {"setting": setting, "status": "ok"}
-        card = torch.cuda.get_device_properties(0).total_memory / GIB if self.cuda else None
         predicted = self.predicted_gib(setting)
+        result: dict[str, Any] = {"setting": setting, "status": "ok", "predicted_gib": predicted}
+        card = torch.cuda.get_device_properties(0).total_memory / GIB if self.cuda else None
         if card and predicted and predicted > 1.15 * card and not setting.probe:
             return {**result, "status": f"skipped: needs ≈{predicted:.0f} GiB by arithmetic"}
         trainer = None
@@ -584,8 +585,9 @@ def format_table(bench: Bench, results: list[dict[str, Any]], device: str) -> st
     lines = [
         f"Device: {device}; bf16={not bench.options.tiny}, SDPA, gradient checkpointing, batch 1 (one pair); mean of "
         f"{bench.options.steps} steps after {bench.options.warmup} warm-up.\n",
-        "| model | trainer | mode | frames | reference | vision tokens | tokens / pair | step (s) | video tokens/s | MFU | peak GiB | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | trainer | mode | frames | reference | vision tokens | tokens / pair | step (s) | video tokens/s | MFU "
+        "| peak GiB | arithmetic GiB | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         s = result["setting"]
@@ -610,6 +612,7 @@ def format_table(bench: Bench, results: list[dict[str, Any]], device: str) -> st
                     f"{tokens['vision'] / step:.0f}" if step else "—",
                     f"{mfu:.1%}" if mfu is not None else "—",
                     f"{result['peak_gib']:.1f}" if "peak_gib" in result else "—",
+                    f"{result['predicted_gib']:.1f}" if result.get("predicted_gib") else "—",
                     result["status"],
                 ]
             )
