@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import importlib.util
 import json
@@ -84,6 +85,7 @@ class ShapeSizes:
     vision_intermediate: int
 
 
+@functools.cache
 def shape_sizes(name: str) -> ShapeSizes:
     """Sizes of shape `name` (`safevid.testing.model_shapes.SHAPES`), counted on a meta-device model (no memory)."""
     import torch
