@@ -570,17 +570,18 @@ class Bench:
 
 
 def plan(options: argparse.Namespace) -> list[Setting]:
-    """The settings in the order they run: what the targets are about first (LoRA, 16 frames, TRL beside it)."""
-    frames = sorted(options.frames, key=lambda f: (f != 16, f))
+    """The settings in the order they run: what the targets are about first (LoRA at the TRL comparison's frame
+    count, both families, TRL beside them), then LoRA at the other frame counts, then full training."""
     settings = []
     for family in options.families:
         for mode in options.modes:
-            for count in frames:
+            for count in sorted(options.frames):
                 for reference in options.references:
                     settings.append(Setting(family, mode, count, reference))
                 if mode == "lora" and count == options.trl_frames and not options.no_trl:
                     settings.append(Setting(family, mode, count, "live", trainer="trl-images"))
-    return settings
+    # A stable sort: families and references keep their order within a group.
+    return sorted(settings, key=lambda s: (s.mode != "lora", s.frames != options.trl_frames, s.frames))
 
 
 def format_table(bench: Bench, results: list[dict[str, Any]], device: str) -> str:
@@ -591,7 +592,12 @@ def format_table(bench: Bench, results: list[dict[str, Any]], device: str) -> st
         "| peak GiB | arithmetic GiB | status |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for result in results:
+
+    def order(result: dict[str, Any]) -> tuple:
+        s = result["setting"]
+        return (list(SHAPES).index(s.family), s.mode != "lora", s.probe, s.frames, s.trainer, s.reference)
+
+    for result in sorted(results, key=order):
         s = result["setting"]
         model = f"tiny {s.family}" if bench.options.tiny else SHAPES[s.family]
         trainer = "safevid video" if s.trainer == "safevid" else "TRL, frames as images"
@@ -703,7 +709,8 @@ def main() -> int:
         bench = Bench(options, Path(tmp))
         results = []
         for setting in plan(options):
-            if time.perf_counter() - start > options.budget_s:
+            # A quarter of the budget is kept for the search of the largest frame count.
+            if time.perf_counter() - start > options.budget_s * (0.75 if bench.cuda else 1):
                 results.append({"setting": setting, "status": "not run (time budget)"})
                 continue
             results.append(bench.run(setting))
