@@ -320,14 +320,14 @@ class Bench:
             num_frames=min(options.frames), max_pixels=None if options.tiny else MAX_PIXELS, backend=backend
         )
         size = {} if options.tiny else {"frame_size": CLIP_SIZE}
+        rows = options.warmup + options.steps
         folder = build_demo_preference_set(
             # A name of its own: datasets 5.2 caches a local folder with README configs under its name and README
             # alone, so a folder named like an earlier run's would load that run's rows.
             workdir / f"clips-{workdir.name}",
-            num_rows=options.warmup + options.steps,
+            num_rows=rows,
             sampling=sampling,
-            rows_per_video=options.warmup
-            + options.steps,  # one clip: its frames are decoded once per frame count
+            rows_per_video=rows,  # one clip, decoded once per frame count
             duration=longest / CLIP_FPS + 0.5,
             **size,
         )
@@ -417,10 +417,7 @@ class Bench:
     def _clock(self) -> Any:
         import torch
 
-        sys.path.insert(0, str(HERE))
-        from dpo_step import step_clock
-
-        return step_clock(torch.cuda.synchronize if self.cuda else None)
+        return _dpo_step().step_clock(torch.cuda.synchronize if self.cuda else None)
 
     def _common_args(self, setting: Setting) -> dict[str, Any]:
         name = f"{setting.family}-{setting.mode}-{setting.frames}-{setting.reference}-{setting.trainer}"
@@ -498,11 +495,8 @@ class Bench:
         """TRL image-DPO rows of the same frames, as many images as give the video's vision-token count."""
         from datasets import Dataset
 
-        sys.path.insert(0, str(HERE))
-        from dpo_step import _frames_as_images
-
         video_tokens = self._video_tokens(setting, processor)
-        frames = _frames_as_images(self.dataset, {"num_frames": setting.frames})
+        frames = _dpo_step()._frames_as_images(self.dataset, {"num_frames": setting.frames})
         per_image = self._image_tokens(processor, frames[0][0])
         count = max(1, min(setting.frames, round(video_tokens / per_image)))
         step = setting.frames / count
@@ -567,6 +561,15 @@ class Bench:
             live_reference=setting.reference == "live",
         )
         return flops / result["step_s"] / self.peak
+
+
+def _dpo_step() -> Any:
+    """benchmarks/dpo_step.py, whose step clock and frames-as-images this benchmark shares."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import dpo_step
+
+    return dpo_step
 
 
 def plan(options: argparse.Namespace) -> list[Setting]:
