@@ -111,6 +111,16 @@ def test_memory_arithmetic_by_part(bench):
     assert more["weights"] == lora["weights"]
 
 
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_largest_fit_is_the_last_power_of_two_under_the_card(bench, mode):
+    sizes = bench.shape_sizes("llava_next_video_7b_hf")
+    frames = bench.largest_fit(sizes, 48, mode=mode, gpus=8, vary="frames", fixed=1)
+    assert frames >= 8
+    assert bench.memory_gib(sizes, frames=frames, batch=1, mode=mode, gpus=8)["total"] <= 48
+    assert bench.memory_gib(sizes, frames=2 * frames, batch=1, mode=mode, gpus=8)["total"] > 48
+    assert bench.largest_fit(sizes, 8, mode=mode, gpus=8, vary="frames", fixed=1) == 0  # not even 8 frames
+
+
 def test_memory_table_has_a_row_per_shape_mode_and_card(bench):
     table = bench.memory_table(cards=(24, 80))
     rows = [line for line in table.splitlines() if line.startswith("| qwen") or line.startswith("| llava")]
