@@ -2,7 +2,7 @@
 # The prepared GPU check of video DPO at the 7B shapes: one command that ends well inside 8 minutes.
 #
 # 1. Where pip can reach PyPI (any x86-64 or Arm machine): fetch the wheels the GPU machine lacks or holds in
-#    older versions (CPython 3.12, x86-64 Linux; about 53 MB, PyAV's bundled FFmpeg being most of it):
+#    older versions (CPython 3.12, x86-64 Linux; 51 MB, PyAV's bundled FFmpeg being most of it):
 #        bash benchmarks/gpu_check.sh --download .whl
 # 2. On the GPU machine (PyTorch, accelerate and pandas/pyarrow installed; nothing downloadable), from the
 #    repository root with that folder beside it:
