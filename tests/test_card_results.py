@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from safevid.evaluation.card_results import write_results_to_card
-from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END
 from safevid.evaluation.scorer import score_responses
+from safevid.markdown import RESULTS_BEGIN, RESULTS_END
 from safevid.training.model_card import RESULTS_PLACEHOLDER, build_model_card
 
 CATEGORIES = [

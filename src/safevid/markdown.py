@@ -1,4 +1,8 @@
-"""Values written into Markdown that someone else owns (a model card): each one line, unable to change the document.
+"""Writing into Markdown that someone else owns (a model card): the markers of safevid's own block, and values
+each written as one line, unable to change the document.
+
+The results block of a model card lies between `RESULTS_BEGIN` and `RESULTS_END`: training writes the placeholder
+(`safevid.training.model_card`), evaluation replaces it (`safevid.evaluation.card_results`).
 
 A name (a judge's, a benchmark's, a dataset's) comes from a config or a run someone else wrote. Written raw into
 a card it could break a line and start a heading, end a marked block, or close a table cell; these helpers write it
@@ -9,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["inline_code", "inline_text", "table_cell"]
+__all__ = ["RESULTS_BEGIN", "RESULTS_END", "inline_code", "inline_text", "table_cell"]
+
+RESULTS_BEGIN = "<!-- safevid:results:begin -->"
+RESULTS_END = "<!-- safevid:results:end -->"
 
 
 def inline_text(value: Any) -> str:

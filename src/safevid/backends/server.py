@@ -382,7 +382,7 @@ class LoopbackServer:
     async def _complete(self, request: dict[str, Any]) -> tuple[int, bytes]:
         try:
             params = self._sampling(request)
-            structured = _structured_from(request)
+            structured = structured_from(request)
             sse.check_stream_options(request)
         except InvalidRequest as e:
             return e.status, e.body()
@@ -438,7 +438,7 @@ class LoopbackServer:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model_name,
-            "choices": _wire_choices(choices),
+            "choices": wire_choices(choices),
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -448,7 +448,8 @@ class LoopbackServer:
         return json.dumps(body).encode()
 
 
-def _wire_choices(choices: list[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+def wire_choices(choices: list[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+    """``(text, finish_reason, logprobs)`` triples as the ``choices`` of an OpenAI chat completion."""
     return [
         {
             "index": i,
@@ -499,7 +500,12 @@ def _sampling_from(request: dict[str, Any]) -> SamplingParams:
     )
 
 
-def _structured_from(request: dict[str, Any]) -> StructuredOutput | None:
+def structured_from(request: dict[str, Any]) -> StructuredOutput | None:
+    """The structured-output constraint a chat request asks for, in any dialect serve reads (None: free text).
+
+    Raises:
+        ValueError: a constraint that is malformed or cannot be decoded under (the server answers 400).
+    """
     choice = request.get("guided_choice") or (request.get("structured_outputs") or {}).get("choice")
     if choice:
         return StructuredOutput(choice=tuple(choice))

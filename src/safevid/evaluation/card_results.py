@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END, benchmark_name, eval_results
-from safevid.markdown import inline_code, inline_text, table_cell
+from safevid.evaluation.results import benchmark_name, eval_results
+from safevid.markdown import RESULTS_BEGIN, RESULTS_END, inline_code, inline_text, table_cell
 
 __all__ = ["results_block", "update_card", "write_results_to_card"]
 

@@ -19,18 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "RESULTS_BEGIN",
-    "RESULTS_END",
     "RESULT_METRICS",
     "VSB_METRICS",
     "benchmark_name",
     "eval_results",
     "model_index_yaml",
 ]
-
-# The results section of a model card lies between these markers (`safevid.evaluation.card_results`).
-RESULTS_BEGIN = "<!-- safevid:results:begin -->"
-RESULTS_END = "<!-- safevid:results:end -->"
 
 # (metric key in metrics.json, display name, percentage?)
 RESULT_METRICS: tuple[tuple[str, str, bool], ...] = (

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from safevid.backends.request_checks import InvalidRequest, error_body
-from safevid.backends.server import LoopbackServer, _structured_from, _wire_choices
+from safevid.backends.server import LoopbackServer, structured_from, wire_choices
 
 __all__ = ["FaultConfig", "FaultInjectingServer"]
 
@@ -171,7 +171,7 @@ class FaultInjectingServer(LoopbackServer):
             return await super()._complete(request)
         try:
             params = self._sampling(request)
-            _structured_from(request)  # refused as the real server refuses it, though not applied
+            structured_from(request)  # refused as the real server refuses it, though not applied
         except InvalidRequest as e:
             return e.status, e.body()
         except (ValueError, TypeError) as e:
@@ -189,7 +189,7 @@ class FaultInjectingServer(LoopbackServer):
                 for t in tokens
             ]
             lps = logprobs if k is not None else None
-            choices = (json.dumps(_wire_choices([(self.reply, "stop", lps)] * n)).encode(), len(tokens) * n)
+            choices = (json.dumps(wire_choices([(self.reply, "stop", lps)] * n)).encode(), len(tokens) * n)
             self._latency_choices[(n, k)] = choices
         payload, completion_tokens = choices
         return b'{"id": "chatcmpl-%s-%d", "object": "chat.completion", "created": %d, "model": %s, ' % (

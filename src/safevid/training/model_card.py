@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END
-from safevid.markdown import inline_code, inline_text, table_cell
+from safevid.markdown import RESULTS_BEGIN, RESULTS_END, inline_code, inline_text, table_cell
 
 RESULTS_PLACEHOLDER = (
     f"{RESULTS_BEGIN}\n_Not evaluated yet. A SafeVidBench evaluation of this checkpoint replaces this block._\n"
