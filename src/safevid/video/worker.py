@@ -33,6 +33,8 @@ from typing import Any
 from safevid.video.decoders import DECODE_THREADS_ENV
 from safevid.video.errors import VideoDecodeError
 
+DEFAULT_FUNCTIONS = "safevid.video.api"  # where a call's bare function name is looked up
+
 STARTUP_TIMEOUT_S = 300.0
 
 
@@ -151,8 +153,9 @@ def _serve(fd: int) -> None:
     import torchcodec.decoders  # noqa: F401
     import torchvision.transforms.v2.functional  # noqa: F401
 
-    from safevid.video import api
-
+    # Calls name their function, so the worker runs `safevid.video.api` without the two modules importing each
+    # other (api starts workers; a worker runs api).
+    api = importlib.import_module(DEFAULT_FUNCTIONS)
     connection = Connection(fd)
     _send(connection, ("ready", None))
     while True:
