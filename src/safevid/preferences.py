@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from safevid.datasets_io import load_split
 from safevid.schema import DEFAULT_COLUMNS, conversational_features, default_features, to_conversational
 from safevid.video.references import VideoReferenceError, VideoReferences
 
@@ -156,7 +157,7 @@ def load_source(
         dataset = load_dataset(builder, data_files={split: str(local)}, split=split)
         return dataset, VideoReferences(dataset_dir=str(local.parent))
     path = str(local) if local.is_dir() else source
-    dataset = load_dataset(path, config, split=split)
+    dataset = load_split(path, config, split=split)
     folder = data_folder(path, config, split)
     if local.is_dir():
         return dataset, VideoReferences(dataset_dir=str(local / folder))

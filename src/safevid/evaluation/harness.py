@@ -341,12 +341,11 @@ def _check_run(config: EvalConfig, out: Path) -> None:
 
 def load_benchmark(config: EvalConfig) -> Any:
     """The benchmark split, with the video column left undecoded (bytes/path: sampled by safevid)."""
-    from datasets import Video, load_dataset
+    from datasets import Video
 
-    location = config.benchmark
-    if Path(location).expanduser().exists():
-        location = str(Path(location).expanduser())
-    dataset = load_dataset(location, config.benchmark_config, split=config.split)
+    from safevid.datasets_io import load_split
+
+    dataset = load_split(config.benchmark, config.benchmark_config, split=config.split)
     required = {"id", "video", "prompt", "subcategory", "query_style", "description"}
     missing = sorted(required - set(dataset.column_names))
     if missing:

@@ -133,8 +133,10 @@ def load_split(root: Path, split: str) -> Any:
     """
     from datasets import load_dataset
 
+    from safevid.datasets_io import load_split as load_declared
+
     try:
-        return load_dataset(str(root), split=split)
+        return load_declared(root, split=split)
     except ValueError as e:
         if "split" not in str(e).lower():
             raise

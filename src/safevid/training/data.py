@@ -161,9 +161,9 @@ def load_preference_dataset(
             `"default"` (flat columns) or `"conversational"` (TRL's preference format).
         split (`str`, defaults to `"train"`).
     """
-    from datasets import load_dataset
+    from safevid.datasets_io import load_split
 
-    return load_dataset(os.fspath(path_or_id), name=config, split=split)
+    return load_split(path_or_id, config, split=split)
 
 
 def check_columns(dataset: Dataset, split: str) -> None:
