@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safevid.evaluation.report import ablation_sentence
 from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END, eval_results
 
 __all__ = ["results_block", "update_card", "write_results_to_card"]
@@ -98,6 +99,7 @@ def results_block(metrics: dict[str, Any], results: list[Any]) -> str:
             f"SafeVidBench (`{run.get('benchmark') or 'safevidbench'}`, split `{run.get('split', 'test')}`"
             f"{items}), judged by `{judged_by}` with risk threshold {judge.get('threshold')}.",
             "",
+            *([ablation_sentence(run), ""] if run.get("video_ablation") else []),
             "| metric | value |",
             "|---|---|",
             rows,
