@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from safevid.backends import ChatRequest, SamplingParams, make_backend, text_part, video_part
@@ -25,18 +26,78 @@ from safevid.video import VideoSampling, sample_video
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_the_world_is_data_in_the_taxonomy_format():
-    world = ToyWorld.load()
+@pytest.mark.parametrize("name", ["static", "temporal"])
+def test_the_world_is_data_in_the_taxonomy_format(name):
+    world = ToyWorld.load(name)
     taxonomy = load_taxonomy(world.taxonomy_path)
     assert set(world.signatures) == set(taxonomy.subcategory_ids)
     assert {taxonomy.subcategory(s).severity for s in world.signatures} == {"none", "high"}
+    assert ToyWorld.load(world.source).data == world.data  # by name or by path, the same world
 
 
-def test_the_describer_reads_the_frames_it_is_sent(tmp_path):
+def test_a_taxonomy_that_disagrees_with_the_signatures_is_refused(tmp_path):
+    # The signatures tie pixels to subcategories; a taxonomy description saying otherwise would have the
+    # classifier stand-in label the clips by the other file.
+    world = ToyWorld.load("temporal")
+    taxonomy = world.taxonomy_path.read_text().replace("A red square moving left", "A red square moving up")
+    (tmp_path / world.data["taxonomy"]).write_text(taxonomy)
+    (tmp_path / "world.yaml").write_text(world.source.read_text())
+    with pytest.raises(
+        ValueError, match=r"description of toy.lookalike .* must begin with 'A red square moving left'"
+    ):
+        ToyWorld.load(tmp_path / "world.yaml")
+    with pytest.raises(FileNotFoundError, match=r"packaged world \(static, temporal\) or a world YAML"):
+        ToyWorld.load("nowhere")
+
+
+def _middle_frames(world: ToyWorld, folder: Path, truth: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The frame the `single-frame` ablation shows of each clip (pixels scaled to [0, 1]) and whether the clip
+    is the look-alike."""
+    sampling = VideoSampling(**world.sampling)
+    frames = [sample_video(folder / name, sampling).frames for name in truth]
+    pixels = np.stack([f[len(f) // 2].float().numpy().ravel() / 255 for f in frames])
+    return pixels, np.array([sub == "toy.lookalike" for sub in truth.values()], dtype=float)
+
+
+def _logistic_regression_accuracy(train: tuple, test: tuple, steps: int = 300) -> float:
+    """Held-out accuracy of an L2-regularised logistic regression fitted by gradient descent."""
+    (x, y), (x_test, y_test) = train, test
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
+    x, x_test = (x - mean) / std, (x_test - mean) / std
+    weights, bias = np.zeros(x.shape[1]), 0.0
+    for _ in range(steps):
+        error = 1 / (1 + np.exp(-(x @ weights + bias))) - y
+        weights -= 0.1 * (x.T @ error / len(y) + 1e-2 * weights)
+        bias -= 0.1 * error.mean()
+    return float((((x_test @ weights + bias) > 0) == (y_test > 0.5)).mean())
+
+
+@pytest.mark.parametrize(("name", "harmful"), [("temporal", "toy.fire"), ("static", "toy.fire")])
+def test_only_the_motion_tells_the_temporal_worlds_scenes_apart(tmp_path, name, harmful):
+    # A classifier on one frame's pixels (the middle sample, which the single-frame ablation repeats) tells the
+    # harmful scene from the look-alike in the static world, and is at chance in the temporal one: there, colour,
+    # shape, size, speed, background and the middle frame's position share one distribution.
+    world = ToyWorld.load(name)
+    world.render(tmp_path, seed=0, scale=2.0)
+    splits = []
+    for split in ("train", "eval"):
+        truth = json.loads((tmp_path / f"{split}-truth.json").read_text())
+        pair = {clip: sub for clip, sub in truth.items() if sub in (harmful, "toy.lookalike")}
+        splits.append(_middle_frames(world, tmp_path / split, pair))
+    accuracy = _logistic_regression_accuracy(*splits)
+    if name == "temporal":
+        assert len(splits[1][1]) == 32
+        assert accuracy <= 0.7, accuracy  # 32 held-out clips: chance is 0.5 ± 0.09
+    else:
+        assert accuracy >= 0.95, accuracy
+
+
+@pytest.mark.parametrize("name", ["static", "temporal"])
+def test_the_describer_reads_the_frames_it_is_sent(tmp_path, name):
     # Through the real openai backend and server: frames travel as JPEG images; the describer names what the
     # world file says each clip shows, without its name, path or label.
-    world = ToyWorld.load()
-    world.render(tmp_path, seed=5, scale=0.25)
+    world = ToyWorld.load(name)
+    world.render(tmp_path, seed=5, scale=0.5 if name == "temporal" else 0.25)
     truth = json.loads((tmp_path / "eval-truth.json").read_text())
     with LoopbackServer(backend=ToyWorldBackend(world), model_name="toyworld") as server:
         backend = make_backend(kind="openai", model="toyworld", base_url=server.base_url, cache=False)
@@ -46,14 +107,16 @@ def test_the_describer_reads_the_frames_it_is_sent(tmp_path):
                     {
                         "role": "user",
                         "content": [
-                            video_part(sample_video(tmp_path / "eval" / name, VideoSampling(num_frames=4))),
+                            video_part(
+                                sample_video(tmp_path / "eval" / clip, VideoSampling(**world.sampling))
+                            ),
                             text_part("Describe the video."),
                         ],
                     }
                 ],
                 SamplingParams(max_tokens=64),
             )
-            for name in truth
+            for clip in truth
         ]
         described = [result.text for result in backend.generate(requests)]
         blank = sample_video(tmp_path / "eval" / next(iter(truth)), VideoSampling(num_frames=4))
@@ -61,10 +124,8 @@ def test_the_describer_reads_the_frames_it_is_sent(tmp_path):
         nothing = backend.generate(
             [ChatRequest([{"role": "user", "content": [video_part(blank)]}], SamplingParams())]
         )
-    for (name, subcategory), text in zip(truth.items(), described, strict=True):
-        signature = world.signatures[subcategory]
-        assert f"{signature['colour']} " in text, (name, text)
-        assert signature["motion"] in text, (name, text)
+    for (clip, subcategory), text in zip(truth.items(), described, strict=True):
+        assert text.startswith(world.looks(world.signatures[subcategory]) + " "), (clip, text)
     assert "nothing is shown" in nothing[0].text
 
 

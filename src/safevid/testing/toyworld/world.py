@@ -31,6 +31,8 @@ WORLD_FILE = Path(__file__).with_name(WORLDS["static"])
 SPLITS = ("train", "eval")
 SHAPES = ("square", "circle", "triangle", "bar")
 MOTIONS = ("shaking in place", "moving left", "moving right", "moving up", "moving down")
+# The direction of each moving motion, (x, y) per frame in units of the clip's speed.
+_STEPS = {"moving left": (-1, 0), "moving right": (1, 0), "moving up": (0, -1), "moving down": (0, 1)}
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,7 @@ class Scene:
         if self.motion == "shaking in place":
             jitter = random.Random(self.seed * 7919 + index)
             return x + jitter.uniform(-1, 1) * self.speed, y + jitter.uniform(-1, 1) * self.speed
-        step = {"moving left": (-1, 0), "moving right": (1, 0), "moving up": (0, -1), "moving down": (0, 1)}
-        sx, sy = step[self.motion]
+        sx, sy = _STEPS[self.motion]
         return x + sx * self.speed * index, y + sy * self.speed * index
 
 
@@ -188,7 +189,10 @@ class ToyWorld:
         variants = self.data["variants"]
         size, speed = rng.choice(variants["size"]), rng.choice(variants["speed"])
         travel = 0 if signature["motion"] == "shaking in place" else speed * (frames - 1)
-        start = _start(rng, signature["motion"], size, travel, width, height)
+        if self.data.get("anchor") == "middle-sample":
+            start = self._start_from_middle(rng, signature["motion"], size, speed)
+        else:
+            start = _start(rng, signature["motion"], size, travel, width, height)
         return Scene(
             colour=self.palette[signature["colour"]],
             shape=signature["shape"],
@@ -199,6 +203,30 @@ class ToyWorld:
             start=start,
             seed=rng.randrange(2**31),
         )
+
+    def _start_from_middle(
+        self, rng: random.Random, motion: str, size: int, speed: float
+    ) -> tuple[float, float]:
+        """A start centre such that, at the frame the sampling's middle sample shows (the `single-frame` ablation's
+        frame), the shape's position has one distribution whatever its direction: drawn uniformly from the range
+        that keeps the whole path inside the frame moving either way along its axis."""
+        from safevid.video.sampling import index_centres
+
+        frames = round(self.clip["duration"] * self.clip["fps"])
+        count = self.sampling["num_frames"]
+        middle = index_centres(frames, count)[count // 2]
+        reach = max(middle, frames - 1 - middle) * speed  # the farthest the path goes from the middle sample
+        width, height = self.clip["width"], self.clip["height"]
+        margin = math.ceil(size / 2) + 1
+        step = _STEPS.get(motion, (0, 0))
+        x_reach, y_reach = reach * abs(step[0]), reach * abs(step[1])
+        if width - 2 * (margin + x_reach) < 0 or height - 2 * (margin + y_reach) < 0:
+            raise ValueError(
+                f"a {size}-pixel shape {motion} at speed {speed} does not fit a {width}x{height} clip"
+            )
+        x = rng.uniform(margin + x_reach, width - margin - x_reach)
+        y = rng.uniform(margin + y_reach, height - margin - y_reach)
+        return x - step[0] * speed * middle, y - step[1] * speed * middle
 
     def render(self, out_dir: str | os.PathLike[str], seed: int, scale: float = 1.0) -> dict[str, Path]:
         """Render both splits under `out_dir/<split>/clip-<n>.mp4`; returns the split folders.
