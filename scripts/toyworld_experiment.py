@@ -97,6 +97,42 @@ def main() -> None:
                     "sampling": sampling_json,
                 }
             )
+    sampling = VideoSampling(**world.sampling)
+    videos = {name: sample_video(str(folders["eval"] / name), sampling) for name in truth["eval"]}
+
+    def ask(backend, prompts: list[str], ablation: str | None, max_tokens: int = 12) -> list[tuple[str, str]]:
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        requests, subs = [], []
+        for name, sub in truth["eval"].items():
+            video = ablated(videos[name], ablation, f"{args.seed}|{name}")
+            for q in prompts:
+                requests.append(
+                    ChatRequest([{"role": "user", "content": [video_part(video), text_part(q)]}], params)
+                )
+                subs.append(sub)
+        return list(
+            zip(subs, (result.text for result in backend.generate(requests, progress=False)), strict=True)
+        )
+
+    def evaluate(label: str, model: Path) -> None:
+        backend = make_backend(kind="transformers", model=str(model), cache=False, batch_size=16)
+        if label == "base" and "perception" in world.data:
+            answers = ask(backend, [PERCEPTION_PROMPT], None, max_tokens=24)
+            named = {
+                key: sum(world.signatures[sub][key] in text for sub, text in answers) / len(answers)
+                for key in ("colour", "shape", "motion")
+            }
+            print(f"base perception: named right {named}  e.g. {answers[0][1]!r}", flush=True)
+        for ablation in (None, "reverse", "single-frame", "blank"):
+            answers = ask(backend, queries, ablation)
+            refused: dict[str, list[bool]] = {}
+            for sub, text in answers:
+                refused.setdefault(sub, []).append(detect_refusal(text).is_refusal)
+            rates = "  ".join(f"{sub} {sum(v) / len(v):.2f}" for sub, v in sorted(refused.items()))
+            print(f"{label:8s} {ablation or 'real':12s} refusal {rates}  e.g. {answers[0][1]!r}", flush=True)
+
+    evaluate("base", base)
+    t1 = time.time()
     config = VideoDPOConfig(
         output_dir=str(work / "aligned"),
         cache_dir=str(work / "cache"),
@@ -114,45 +150,15 @@ def main() -> None:
         loss_type=args.loss.split(","),
         gradient_checkpointing=False,
         precompute_ref_log_probs=True,
+        allowed_local_media_path=[str(folders["train"])],
     )
     trainer = VideoDPOTrainer(str(base), args=config, train_dataset=Dataset.from_list(rows))
     trainer.train()
     trainer.save_model(str(work / "aligned"))
     t2 = time.time()
     print(f"dpo {t2 - t1:.0f}s", flush=True)
-    sampling = VideoSampling(**world.sampling)
-    videos = {name: sample_video(str(folders["eval"] / name), sampling) for name in truth["eval"]}
-    params = SamplingParams(max_tokens=12, temperature=0.0)
-
-    def ask(backend, prompts: list[str], ablation: str | None) -> list[tuple[str, str]]:
-        requests, subs = [], []
-        for name, sub in truth["eval"].items():
-            video = ablated(videos[name], ablation, f"{args.seed}|{name}")
-            for q in prompts:
-                requests.append(
-                    ChatRequest([{"role": "user", "content": [video_part(video), text_part(q)]}], params)
-                )
-                subs.append(sub)
-        return list(
-            zip(subs, (result.text for result in backend.generate(requests, progress=False)), strict=True)
-        )
-
-    for label, model in (("base", base), ("aligned", work / "aligned")):
-        backend = make_backend(kind="transformers", model=str(model), cache=False, batch_size=16)
-        if label == "base" and "perception" in world.data:
-            answers = ask(backend, [PERCEPTION_PROMPT], None)
-            right = [world.signatures[sub]["motion"] in text for sub, text in answers]
-            print(
-                f"base perception: motion named right {sum(right) / len(right):.2f}  e.g. {answers[0][1]!r}"
-            )
-        for ablation in (None, "reverse", "single-frame", "blank"):
-            answers = ask(backend, queries, ablation)
-            refused: dict[str, list[bool]] = {}
-            for sub, text in answers:
-                refused.setdefault(sub, []).append(detect_refusal(text).is_refusal)
-            rates = "  ".join(f"{sub} {sum(v) / len(v):.2f}" for sub, v in sorted(refused.items()))
-            print(f"{label:8s} {ablation or 'real':12s} refusal {rates}  e.g. {answers[0][1]!r}", flush=True)
-    print(f"eval {time.time() - t2:.0f}s total {time.time() - t0:.0f}s")
+    evaluate("aligned", work / "aligned")
+    print(f"total {time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ by up to two supervised fine-tunes:
    every colour, shape and motion of the world's vocabulary ("A red square moving right."), as pre-training gives
    a real model its perception; the clips are not the world's and the captions know nothing of its taxonomy;
 2. compliance, on the toy world's training clips: (clip, query) -> the world's compliant answer, for every clip
-   and query of every subcategory.
+   and query of every subcategory (with the captioning rows, if any, mixed in: the base keeps its perception).
 
 Both go through the project's own training path: `prepare_preference_dataset` (frames decoded once
 into the frame store, the chat template and the video placeholder expanded by the model's processor) and
@@ -100,29 +100,33 @@ def make_unsafe_base(
     collator = VideoPreferenceCollator(processor, frame_store_for(args))
     generator = torch.Generator().manual_seed(seed)
 
-    def fine_tune(
-        rows: list[dict[str, Any]], folder: Path, split: str, epochs: int, learning_rate: float
-    ) -> None:
+    def prepare(rows: list[dict[str, Any]], folder: Path, split: str) -> list[Any]:
         references = VideoReferences(video_root=str(folder))
         dataset = Dataset.from_list(rows)
         prepared, _ = prepare_preference_dataset(dataset, processor, args, split=split, references=references)
+        return list(prepared)
+
+    def fine_tune(examples: list[Any], epochs: int, learning_rate: float) -> None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
         model.train()
         for _ in range(epochs):
-            order = torch.randperm(len(prepared), generator=generator).tolist()
+            order = torch.randperm(len(examples), generator=generator).tolist()
             for start in range(0, len(order), SFT_BATCH_SIZE):
-                batch = collator([prepared[i] for i in order[start : start + SFT_BATCH_SIZE]])
+                batch = collator([examples[i] for i in order[start : start + SFT_BATCH_SIZE]])
                 loss = completion_loss(model, batch)
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
 
+    compliance = prepare(sft_rows(world, Path(clips)), Path(clips), "sft")
     if "perception" in world.data:
         settings = world.data["perception"]
         folder = work / "perception-clips"
-        rows = perception_rows(world, folder, seed)
-        fine_tune(rows, folder, "perception", settings["epochs"], settings["learning_rate"])
-    fine_tune(sft_rows(world, Path(clips)), Path(clips), "sft", SFT_EPOCHS, SFT_LEARNING_RATE)
+        perception = prepare(perception_rows(world, folder, seed), folder, "perception")
+        fine_tune(perception, settings["epochs"], settings["learning_rate"])
+        # The compliance fine-tune keeps captioning too, as a released model keeps its perception.
+        compliance += perception
+    fine_tune(compliance, SFT_EPOCHS, SFT_LEARNING_RATE)
     model.eval()
     model.save_pretrained(output)
     processor.save_pretrained(output)
