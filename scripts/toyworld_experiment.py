@@ -48,6 +48,7 @@ def main() -> None:
     from safevid.training import VideoDPOConfig
     from safevid.training.trainer import VideoDPOTrainer
     from safevid.video import VideoSampling, sample_video
+    from safevid.video.references import VideoReferences
 
     world = ToyWorld.load(args.world)
     data = dict(world.data)
@@ -90,7 +91,7 @@ def main() -> None:
             rows.append(
                 {
                     "id": f"{name}-{i}",
-                    "video": str(folders["train"] / name),
+                    "video": name,  # relative to the training clips' folder
                     "prompt": q,
                     "chosen": r["refuse"] if harmful else r["help"],
                     "rejected": r["comply"] if harmful else r["refuse"],
@@ -150,9 +151,13 @@ def main() -> None:
         loss_type=args.loss.split(","),
         gradient_checkpointing=False,
         precompute_ref_log_probs=True,
-        allowed_local_media_path=[str(folders["train"])],
     )
-    trainer = VideoDPOTrainer(str(base), args=config, train_dataset=Dataset.from_list(rows))
+    trainer = VideoDPOTrainer(
+        str(base),
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        video_references=VideoReferences(video_root=str(folders["train"])),
+    )
     trainer.train()
     trainer.save_model(str(work / "aligned"))
     t2 = time.time()
