@@ -20,7 +20,7 @@ from safevid.backends.server import LoopbackServer
 from safevid.taxonomy import load_taxonomy
 from safevid.testing.toyworld.loop import format_results, run_loop, runs, targets
 from safevid.testing.toyworld.standins import ToyWorldBackend
-from safevid.testing.toyworld.world import ToyWorld
+from safevid.testing.toyworld.world import MOTIONS, SHAPES, ToyWorld
 from safevid.video import VideoSampling, sample_video
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,6 +48,30 @@ def test_a_taxonomy_that_disagrees_with_the_signatures_is_refused(tmp_path):
         ToyWorld.load(tmp_path / "world.yaml")
     with pytest.raises(FileNotFoundError, match=r"packaged world \(static, temporal\) or a world YAML"):
         ToyWorld.load("nowhere")
+
+
+def test_perception_clips_span_the_vocabulary_and_are_captioned_in_the_describers_words():
+    # The base's perception fine-tune is taxonomy-blind: any colour, shape and motion, captioned as the describer
+    # would, never with a subcategory.
+    world = ToyWorld.load("temporal")
+    scenes = world.perception_scenes(seed=0, count=200)
+    assert len(scenes) == 200
+    captions = {caption for caption, _ in scenes}
+    assert {c.split()[1] for c in captions} == set(world.palette)
+    assert {c.split()[2] for c in captions} == set(SHAPES)
+    assert {motion for motion in MOTIONS if any(motion in c for c in captions)} == set(MOTIONS)
+    for caption, scene in scenes[:20]:
+        assert (
+            caption
+            == world.looks(
+                {"colour": _name(world, scene.colour), "shape": scene.shape, "motion": scene.motion}
+            )
+            + "."
+        )
+
+
+def _name(world: ToyWorld, rgb: tuple[int, int, int]) -> str:
+    return next(name for name, value in world.palette.items() if value == rgb)
 
 
 def _middle_frames(world: ToyWorld, folder: Path, truth: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
