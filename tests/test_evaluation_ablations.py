@@ -140,3 +140,25 @@ def test_the_ablation_is_named_in_the_report_and_the_card_block():
     block = results_block({"run": {**run_info, "video_ablation_seed": 7}, "judge": {}, "counts": {}}, [])
     assert sentence in block
     assert "ablation" not in results_block({"run": {"benchmark": "b"}, "judge": {}, "counts": {}}, [])
+
+
+def test_the_command_line_sets_the_ablation_and_its_seed_which_key_the_runs_answers():
+    import argparse
+
+    from safevid.commands.eval import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    model = ["--model", "m", "--model-kind", "openai"]
+    shuffled = config_from_args(
+        parser.parse_args([*model, "--video-ablation", "shuffle", "--video-ablation-seed", "4"])
+    )
+    assert (shuffled.video_ablation, shuffled.video_ablation_seed) == ("shuffle", 4)
+    # Another seed or ablation is another run: its answers never mix with these.
+    other = config_from_args(parser.parse_args([*model, "--video-ablation", "shuffle"]))
+    assert other.generation_identity() != shuffled.generation_identity()
+    single = config_from_args(parser.parse_args([*model, "--video-ablation", "single-frame"]))
+    assert single.generation_identity()["video_ablation"] == "single-frame"
+    assert "video_ablation_seed" not in single.generation_identity()
+    with pytest.raises(SystemExit):
+        parser.parse_args([*model, "--video-ablation", "mirror"])
