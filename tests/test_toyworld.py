@@ -2,9 +2,12 @@
 
 The loop runs with the commands a user types (`safevid build`, the SafeVidBench builder, `accelerate launch
 recipes/dpo.py`, `safevid eval`), through the toy-world stand-ins served over the OpenAI-compatible protocol.
-The default suite runs the demo's world (about 2.5 minutes on 2 quiet cores) on seed 0 and asserts the demo's
+The default suite runs the static world (about 2.5 minutes on 2 quiet cores) on seed 0 and asserts the demo's
 targets; the slow test runs it on two more seeds with the same settings. (A half-size world did not learn: with
-four clips per harmful subcategory the aligned model answered every clip alike.)
+four clips per harmful subcategory the aligned model answered every clip alike.) The temporal world, where only
+the motion tells the harmful scene from its look-alike, is checked for what its configuration fixes: no single
+frame tells the two apart, the describer names each clip's motion, its targets read its controls, and (slow) its
+loop runs them; no target and recipe has met its targets yet (docs/toyworld.md).
 """
 
 from __future__ import annotations
@@ -206,3 +209,15 @@ def test_the_loop_makes_the_model_safe_through_the_video(tmp_path):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_other_seeds_meet_the_same_targets(tmp_path, seed):
     _assert_targets("static", run_loop(REPO, tmp_path, world="static", seed=seed))
+
+
+@pytest.mark.slow
+def test_the_temporal_loop_runs_its_controls(tmp_path):
+    # Its targets are not met yet by any target and recipe (docs/toyworld.md): this checks the loop, not them.
+    results = run_loop(REPO, tmp_path, world="temporal", seed=0)
+    assert list(results) == ["base", "aligned", "reverse", "single-frame", "blank"]
+    for run in results.values():
+        overall = run["overall"]
+        assert (overall["n_harmful"], overall["n_benign"]) == (24, 8)  # 8 clips each × 3 harmful styles or 1
+    answers = (tmp_path / "eval" / "reverse" / "answers.jsonl").read_text().splitlines()
+    assert {json.loads(line)["video_ablation"] for line in answers} == {"reverse"}
