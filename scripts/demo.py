@@ -111,10 +111,10 @@ def toy_world(work: Path, world: str, seed: int, started: float) -> int:
         "over-refusal on look-alikes"
     )
     print(format_results(loaded, results))
-    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Reports: {work / 'eval'}/*/report.md")
-    print(REAL_SCALE.replace("These numbers are meaningless: the models are tiny and random. ", ""))
     if world == "static" and DEFAULT_WORLD == "static":
         print(TEMPORAL_NOT_MET)
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Reports: {work / 'eval'}/*/report.md")
+    print(REAL_SCALE.replace("These numbers are meaningless: the models are tiny and random. ", ""))
     missed = [name for name, _, ok in targets(loaded, results) if not ok]
     if missed:
         print(f"\nWARNING: {len(missed)} target(s) missed on seed {seed}: {'; '.join(missed)}")
