@@ -171,22 +171,6 @@ def test_calibration_and_self_consistency(metric):
         metric.compute(**inputs(), judge_outputs=["RISK_SCORE: 1"] * 2, human_labels=["harmful", None])
 
 
-def test_old_input_names_work_for_one_release_with_a_warning_naming_the_new_one(metric):
-    data = inputs()
-    new = metric.compute(**data, judge_outputs=["RISK_SCORE: 1", "RISK_SCORE: 5"])
-    renamed = {"prompts": "queries", "subcategories": "categories"}
-    old_names = {renamed.get(key, key): value for key, value in data.items()}
-    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
-        old = metric.compute(**old_names, judge_outputs=["RISK_SCORE: 1", "RISK_SCORE: 5"])
-    messages = sorted(str(w.message) for w in caught if w.category is DeprecationWarning)
-    assert any("`categories=` is deprecated" in m and "use `subcategories=`" in m for m in messages)
-    assert any("`queries=` is deprecated" in m and "use `prompts=`" in m for m in messages)
-    for key in ("harmlessness_rate", "attack_success_rate", "counts", "by_subcategory"):
-        assert old[key] == new[key]
-    with pytest.raises(ValueError, match="Give `prompts` or its deprecated name `queries`, not both"):
-        metric.compute(**inputs(), queries=["a", "b"], judge_outputs=["RISK_SCORE: 1"] * 2)
-
-
 def test_an_unreachable_judge_is_loud(metric):
     from safevid.evaluation.scorer import JudgeErrorWarning
 
@@ -200,3 +184,33 @@ def test_an_unreachable_judge_is_loud(metric):
     assert results["harmlessness_rate"] == 0.0
     assert [e["id"] for e in results["judge"]["first_errors"]] == ["0", "1"]
     assert "unreachable" in results["judge"]["first_errors"][0]["reason"]
+
+
+def test_the_space_app_builds_its_form_against_the_pinned_gradio_and_scores():
+    """The Space's ``app.py`` imports against the gradio its card pins (no browser, no server: it launches only
+    as ``python app.py``), its form has the metric's inputs plus the stored judge outputs, and submitting a
+    table scores it."""
+    import importlib.util
+
+    import gradio as gr
+    import pandas as pd
+    import yaml
+
+    card = yaml.safe_load((METRIC / "README.md").read_text().split("---")[1])
+    assert card["sdk"] == "gradio"
+    assert gr.__version__ == card["sdk_version"]  # what runs here is what the Space runs
+    assert f"gradio=={card['sdk_version']}" in (METRIC / "requirements.txt").read_text().splitlines()
+    spec = importlib.util.spec_from_file_location("safevid_space_app", METRIC / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert isinstance(app.demo, gr.Interface)
+    columns = ["predictions", "prompts", "subcategories", "query_styles", "descriptions", "judge_outputs"]
+    [table] = [block for block in app.demo.config["components"] if block["type"] == "dataframe"]
+    assert table["props"]["headers"] == columns
+    data = inputs(judge_outputs=["RISK_SCORE: 1", "RISK_SCORE: 5"])
+    frame = pd.DataFrame({name: data[name] for name in columns})
+    frame.loc[len(frame)] = [""] * len(columns)  # the empty row a form keeps at its end
+    results = app.score(app.module, frame)
+    assert (results["harmlessness_rate"], results["attack_success_rate"]) == (0.5, 0.5)
+    with pytest.raises(gr.Error, match="unknown"):
+        app.score(app.module, frame.assign(subcategories="no.such_category"))

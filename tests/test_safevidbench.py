@@ -186,3 +186,14 @@ def test_the_harness_reads_back_the_frames_the_build_ingested(built, tmp_path):
     counts = generate_answers(run, dataset, backend=Recorder())
     assert counts["answered"] == 6
     assert (counts["videos_decoded"], counts["videos_from_store"]) == (0, len(set(dataset["video_id"])))
+
+
+def test_build_bench_command_names_a_bad_config(tmp_path, capsys):
+    from safevid.cli import main
+
+    bad = tmp_path / "bench.yaml"
+    bad.write_text("subcategoriez: [toy.fire]\n", encoding="utf-8")
+    assert main(["build-bench", "--config", str(bad)]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("safevid build-bench: error:")
+    assert "subcategoriez" in out

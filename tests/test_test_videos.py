@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from safevid.cli import main
+from safevid.testing.__main__ import main as kit_main
 from safevid.testing.videos import (
     BAD_KINDS,
     MAX_INDEX,
@@ -85,7 +86,7 @@ def test_generator_rejects_impossible_requests(tmp_path):
 
 
 def test_make_videos_and_sample_commands(tmp_path, capsys):
-    assert main(["make-videos", str(tmp_path)]) == 0
+    assert kit_main(["make-videos", str(tmp_path)]) == 0
     listed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines() if "\t" in line)
     assert {f"bad_{kind}" for kind in BAD_KINDS} <= {name.rsplit(".", 1)[0] for name in listed}
     assert (

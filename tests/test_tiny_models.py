@@ -210,7 +210,7 @@ def test_cli_builds_and_prints_paths(tmp_path, capsys):
     assert (family, architecture) == ("text", "Qwen2ForCausalLM")
     assert Path(path) == tmp_path / "text"
     assert json.loads((tmp_path / "text" / "safevid_tiny_model.json").read_text())["seed"] == 2
-    # --path-only prints the folder alone, for `--model_name_or_path $(safevid tiny-models ... --path-only)`.
+    # --path-only prints the folder alone, for `--model_name_or_path $(python -m safevid.testing tiny-models ... --path-only)`.
     args = parser.parse_args(
         ["--family", "text", "--output-dir", str(tmp_path), "--seed", "2", "--path-only"]
     )

@@ -8,8 +8,7 @@ production code asks for a capability by name and never imports whoever provides
 - ``safevid.video_sources``: ``<kind>`` → ``write(folder, count) -> None``, a build input that writes
   ``count`` videos into ``folder`` (the offline kit registers ``test_videos``).
 - ``safevid.commands``: ``<name>`` → a module with ``add_arguments(parser)`` and ``run(args)``, an extra
-  ``safevid <name>`` subcommand (the offline kit's ``tiny-models``, ``make-videos``, ``loopback-hub``,
-  ``fault-serve``).
+  ``safevid <name>`` subcommand.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Its options are in README.md in this folder; the builder is `safevid.pipeline.be
 
 import sys
 
-from safevid.commands.build import bench_main
+from safevid.commands.build_bench import main
 
 if __name__ == "__main__":
-    sys.exit(bench_main())
+    sys.exit(main())

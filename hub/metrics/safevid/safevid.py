@@ -36,8 +36,6 @@ Args:
         ``jailbreak_hypothetical``, ``jailbreak_continuation``, ``temporal``, ``benign_contrast``).
     descriptions (`list[str]`): Textual descriptions of the videos (the ``description`` column; the judge does
         not see the video).
-    queries, categories: Deprecated names of ``prompts`` and ``subcategories``, accepted until the next release
-        with a ``DeprecationWarning``.
     judge: The judge: a mapping of `safevid.backends.BackendConfig` fields (``{"kind": "openai", "model":
         ..., "base_url": ..., "structured_outputs": "vllm"}``), a ``BackendConfig``, a backend, a
         ``safevid.judge.Judge``, or a callable ``prompts -> texts`` given the free-text judge prompts.
@@ -148,26 +146,6 @@ class Safevid(evaluate.Metric):
             codebase_urls=["https://github.com/safevid/safevid"],
             reference_urls=["https://arxiv.org/abs/2505.11926"],
         )
-
-    # The old input names (queries, categories) are renamed, with a DeprecationWarning, before evaluate checks
-    # the inputs against the features.
-    def compute(self, **kwargs):
-        """Compute the metric (`evaluate.EvaluationModule.compute`), old input names renamed."""
-        from safevid.evaluation.scorer import rename_deprecated_inputs
-
-        return super().compute(**rename_deprecated_inputs(kwargs))
-
-    def add_batch(self, **kwargs):
-        """Add a batch of inputs (`evaluate.EvaluationModule.add_batch`), old input names renamed."""
-        from safevid.evaluation.scorer import rename_deprecated_inputs
-
-        return super().add_batch(**rename_deprecated_inputs(kwargs))
-
-    def add(self, **kwargs):
-        """Add one input (`evaluate.EvaluationModule.add`), old input names renamed."""
-        from safevid.evaluation.scorer import rename_deprecated_inputs
-
-        return super().add(**rename_deprecated_inputs(kwargs))
 
     def _compute(self, predictions, prompts, subcategories, query_styles, descriptions, **kwargs):
         from safevid.evaluation import score_responses

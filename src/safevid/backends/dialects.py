@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from packaging.version import InvalidVersion, Version
+
 from safevid.backends.structured import StructuredOutputError, validate
 from safevid.backends.types import ChatRequest, ChatResult, SamplingParams, StructuredOutput
 
@@ -101,7 +103,8 @@ def identify(base_url: str, documents: dict[str, Any]) -> ServerIdentity:
     owners = {m.get("owned_by") for m in (models or {}).get("data", []) if isinstance(m, dict)}
     if "vllm" in owners:
         version = (documents.get("/version") or {}).get("version")
-        if version is not None and _version_tuple(version) < VLLM_MIN_VERSION:
+        release = _release(version) if version is not None else None
+        if release is not None and release < VLLM_MIN_VERSION:
             raise StructuredOutputsNotHonouredError(
                 f"the server at {base_url} is vLLM {version}, which ignores `structured_outputs` (read "
                 "from vLLM 0.10.2 on): upgrade vLLM to >= 0.10.2, " + _NONE_FIX
@@ -239,11 +242,9 @@ def unexpressible_error(
     )
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:3]:
-        digits = re.match(r"\d+", piece)  # "2rc1" -> 2, "0+cu128" -> 0
-        if digits is None:
-            break
-        parts.append(int(digits.group()))
-    return tuple(parts)
+def _release(version: str) -> tuple[int, ...] | None:
+    """The release numbers of a version string (``0.10.2rc1+cu128`` -> ``(0, 10, 2)``); None if not PEP 440."""
+    try:
+        return Version(version).release
+    except InvalidVersion:
+        return None

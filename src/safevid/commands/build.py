@@ -19,6 +19,8 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from safevid.pipeline.stages import STAGE_NAMES
+
     parser.add_argument("--config", required=True, help="Build config YAML (see hub/datasets/safevid-350k/).")
     parser.add_argument("--output-dir", help="Dataset folder (overrides `output_dir`; default safevid-350k).")
     parser.add_argument("--work-dir", help="Build state folder (overrides `work_dir`).")
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stage",
         action="append",
-        choices=("ingest", "describe", "classify", "queries", "responses", "gates", "publish"),
+        choices=STAGE_NAMES,
         help="Run only this stage (repeatable). Default: all worker stages, then publish with one shard.",
     )
     parser.add_argument(
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from safevid.pipeline import ConfigError, load_build_config, run_build
     from safevid.pipeline.manifest import ConfigChangedError
     from safevid.pipeline.publish import push_to_hub
+    from safevid.pipeline.stages import worker_stage_names
 
     configure_logging()
     overrides = {k: v for k, v in (("output_dir", args.output_dir), ("work_dir", args.work_dir)) if v}
@@ -61,10 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ConfigChangedError, RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"safevid build: error: {e}")
         return 2
-    from safevid.pipeline.manifest import STAGES
-
     stages_summary = result.manifest.get("stages", {})
-    for _, stage in STAGES:
+    for stage in worker_stage_names():
         if stage not in stages_summary:
             continue
         counts = stages_summary[stage]
@@ -100,38 +101,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))
-
-
-def bench_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python hub/datasets/safevidbench/build.py``: build (and push) SafeVidBench."""
-    from safevid.log import configure_logging
-
-    parser = argparse.ArgumentParser(prog="build.py", description="Build SafeVidBench from a config YAML.")
-    parser.add_argument(
-        "--config", required=True, help="SafeVidBench config (see hub/datasets/safevidbench/)."
-    )
-    parser.add_argument("--output-dir", help="Dataset folder (default safevidbench).")
-    parser.add_argument(
-        "--push-to-hub", metavar="REPO_ID", help="Push the built folder to this dataset repo."
-    )
-    parser.add_argument("--progress", action="store_true", help="Show progress bars.")
-    args = parser.parse_args(argv)
-    from safevid.pipeline.benchmark import build_benchmark, load_benchmark_config, push_benchmark
-
-    configure_logging()
-    try:
-        config = load_benchmark_config(args.config, {"output_dir": args.output_dir})
-        result = build_benchmark(config, progress=args.progress)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"build.py: error: {e}")
-        return 2
-    print(
-        f"SafeVidBench: {json.dumps(result.rows)} items in {result.output_dir}; "
-        f"{result.excluded_videos} training video(s) held out; missing cells: {len(result.missing)}"
-    )
-    print(f'Load it with: load_dataset("{result.output_dir}", split="test")')
-    repo_id = args.push_to_hub or config.repo_id
-    if args.push_to_hub:
-        pushed = push_benchmark(result.output_dir, repo_id, private=config.private)
-        print(f"Pushed to {repo_id}: {len(pushed.uploaded)} uploaded, {len(pushed.skipped)} already there")
-    return 0

@@ -10,7 +10,8 @@ Examples:
     safevid eval --output-dir eval/aligned --report-only --model-card <org>/<model>   # results into its card
     safevid eval --protocol video-safetybench --benchmark BAAI/Video-SafetyBench --split harmful \
         --protocol-files FlagEvalMM/tasks/video_safety_bench --model <checkpoint> --model-kind transformers \
-        --judge-model Qwen/Qwen2.5-72B-Instruct --judge-kind transformers --output-dir eval/vsb-harmful
+        --judge-model Qwen/Qwen2.5-72B-Instruct --judge-kind transformers --output-dir eval/vsb-harmful \
+        --model-card <org>/<model>        # Video-SafetyBench entries in its model-index, the protocol named
 
 A killed run resumes where it stopped when rerun with the same arguments (answers.jsonl, judgements.jsonl).
 Flags override the YAML config. API keys come from the environment (SAFEVID_API_KEY / OPENAI_API_KEY), never
@@ -118,7 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-card",
         metavar="FOLDER_OR_REPO",
-        help="Write the results into this model's card (a local model folder or a Hub repo id).",
+        help="Write the results into this model's card (a local model folder or a Hub repo id); a "
+        "Video-SafetyBench run's as Video-SafetyBench entries naming the protocol.",
     )
     parser.add_argument("--progress", action="store_true", help="Show progress bars.")
 
@@ -197,12 +199,10 @@ def run(args: argparse.Namespace) -> int:
     from safevid.log import configure_logging
 
     configure_logging()
-    if args.protocol == "video-safetybench" and (
-        args.threshold is not None or args.model_card or args.report_only
-    ):
+    if args.protocol == "video-safetybench" and (args.threshold is not None or args.report_only):
         print(
             "safevid eval: error: --protocol video-safetybench takes its threshold from --protocol-files and "
-            "writes report.md itself; --threshold, --model-card and --report-only are the safevid protocol's"
+            "writes report.md itself; --threshold and --report-only are the safevid protocol's"
         )
         return 2
     if args.report_only:
@@ -230,8 +230,12 @@ def run(args: argparse.Namespace) -> int:
             f"{config.display_name}: Video-SafetyBench {config.split}: ASR {100 * r['attack_success_rate']:.1f}%, "
             f"mean risk {r['mean_risk']:.2f}, refusal {100 * r['refusal_rate']:.1f}% over {r['n']} items"
         )
+        if r["n_undetermined"]:
+            print(
+                f"{r['n_undetermined']} item(s) undetermined (no score among the judge's log-probabilities)"
+            )
         print(f"Per scenario: {config.output_dir}/report.md")
-        return 0
+        return _write_card(args, config.output_dir)
     if "harmlessness_rate" not in metrics:
         print(f"Answers written to {config.output_dir}/answers.jsonl: {json.dumps(metrics['generation'])}")
         print("No judge given: add --judge-model (and --judge-kind/--judge-base-url) to score them.")

@@ -44,13 +44,18 @@ def _delta(new: float | None, old: float | None) -> str:
 
 
 def ablation_sentence(run: dict[str, Any]) -> str:
-    """What a run with a ``video_ablation`` answered from, in words: a control, not the model's own results."""
+    """What a run with a ``video_ablation`` answered from, in words: a control, not the model's own results.
+
+    One line of inline Markdown whatever ``run`` holds (it is written into model cards too).
+    """
     from safevid.backends.prepared import VIDEO_ABLATIONS
+    from safevid.markdown import inline_code, inline_text
 
     ablation = run["video_ablation"]
-    seed = f", seed {run['video_ablation_seed']}" if "video_ablation_seed" in run else ""
+    seed = f", seed {inline_text(run['video_ablation_seed'])}" if "video_ablation_seed" in run else ""
+    frames = VIDEO_ABLATIONS.get(ablation, "changed frames")
     return (
-        f"**Video ablation `{ablation}`{seed}**: every item was answered from {VIDEO_ABLATIONS[ablation]}, "
+        f"**Video ablation {inline_code(ablation)}{seed}**: every item was answered from {frames}, "
         "with the timestamps of the sampling; a control, not the model's results on the real videos."
     )
 

@@ -35,11 +35,9 @@ from safevid.scoring import (
 from safevid.taxonomy import Taxonomy, load_taxonomy
 
 __all__ = [
-    "DEPRECATED_INPUTS",
     "JudgeErrorWarning",
     "ScoredItem",
     "Scorer",
-    "rename_deprecated_inputs",
     "score_responses",
     "summarize",
     "validate_inputs",
@@ -130,27 +128,6 @@ class ScoredItem:
 
 
 # --- scoring ---------------------------------------------------------------------------------------------
-# The metric's old keyword names, accepted for one release: the data's column names won.
-DEPRECATED_INPUTS = {"queries": "prompts", "categories": "subcategories"}
-
-
-def rename_deprecated_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    """``inputs`` with the deprecated names (``queries``, ``categories``) renamed, each with a DeprecationWarning
-    naming the new name (``prompts``, ``subcategories``)."""
-    for old, new in DEPRECATED_INPUTS.items():
-        if old not in inputs:
-            continue
-        if inputs.get(new) is not None:
-            raise ValueError(f"Give `{new}` or its deprecated name `{old}`, not both")
-        warnings.warn(
-            f"`{old}=` is deprecated and will be removed in the next release: use `{new}=`",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        inputs[new] = inputs.pop(old)
-    return inputs
-
-
 def validate_inputs(
     taxonomy: Taxonomy,
     predictions: Sequence[Any],
@@ -425,18 +402,11 @@ def score_responses(
     taxonomy: Taxonomy | str | None = None,
     ids: Sequence[Any] | None = None,
     return_items: bool = False,
-    **deprecated: Any,
 ) -> dict[str, Any]:
     """Score parallel lists of responses: what the ``safevid`` evaluate metric computes.
 
-    See the metric card (``hub/metrics/safevid/README.md``) for every argument and output. ``queries`` and
-    ``categories`` are deprecated names of ``prompts`` and ``subcategories`` (one release, with a warning).
+    See the metric card (``hub/metrics/safevid/README.md``) for every argument and output.
     """
-    unknown = sorted(set(deprecated) - set(DEPRECATED_INPUTS))
-    if unknown:
-        raise TypeError(f"score_responses() got unexpected keyword argument(s) {unknown}")
-    renamed = rename_deprecated_inputs({"prompts": prompts, "subcategories": subcategories, **deprecated})
-    prompts, subcategories = renamed["prompts"], renamed["subcategories"]
     scorer = Scorer(
         judge,
         taxonomy=taxonomy,

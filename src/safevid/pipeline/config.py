@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from safevid.config import ConfigError, did_you_mean, from_dict, load_config
 from safevid.paths import resolve_config_path
+from safevid.pipeline.stages import worker_stage_names
 from safevid.video import VideoSampling
 
 DEFAULT_OUTPUT_DIR = "safevid-350k"
@@ -382,7 +383,7 @@ def fingerprint_payload(
         name: {k: v for k, v in spec.items() if k not in _OPERATIONAL_BACKEND_KEYS}
         for name, spec in config.models.items()
     }
-    for stage in ("describe", "classify", "queries", "responses", "gates"):
+    for stage in worker_stage_names(model=True):
         data[stage].pop("batch_size", None)
     data["inputs"] = [dict(spec) for spec in data["inputs"]]
     data["taxonomy"] = taxonomy_sha

@@ -18,11 +18,9 @@ from typing import Any
 
 from safevid.pipeline.config import diff_keys
 from safevid.pipeline.context import BuildContext
+from safevid.pipeline.stages import WORKER_STAGES
 from safevid.pipeline.store import DROPPED, ERROR, OK, RecordStore
 
-# Stage names in the store, in pipeline order, with the name shown in manifests and cards.
-STAGES = (("source", "ingest"), ("describe", "describe"), ("classify", "classify"), ("query", "queries"),
-          ("pair", "responses"), ("gate", "gates"))  # fmt: skip
 _SECRET = re.compile(r"key|token|secret|passw|credential|authorization|cookie", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 
@@ -64,11 +62,11 @@ def stage_counts(stores: Iterable[RecordStore]) -> dict[str, dict[str, Any]]:
     totals: dict[str, dict[str, Any]] = {}
     for store in stores:
         counts = store.counts()
-        for stage, name in STAGES:
+        for stage in WORKER_STAGES:
             entry = totals.setdefault(
-                name, {"in": 0, "ok": 0, "dropped": {}, "errors": {}, "errors_total": 0}
+                stage.name, {"in": 0, "ok": 0, "dropped": {}, "errors": {}, "errors_total": 0}
             )
-            for status, reasons in counts.get(stage, {}).items():
+            for status, reasons in counts.get(stage.record_kind, {}).items():
                 for reason, n in reasons.items():
                     entry["in"] += n
                     if status == OK:

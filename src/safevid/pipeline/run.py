@@ -26,12 +26,10 @@ from safevid.pipeline.context import BuildContext
 from safevid.pipeline.lock import BuildLock
 from safevid.pipeline.manifest import ConfigChangedError, build_manifest, check_fingerprint
 from safevid.pipeline.publish import MANIFEST_NAME, PUBLISH_LOCK_NAME, PublishResult, publish
+from safevid.pipeline.stages import PUBLISH, STAGE_NAMES, WORKER_STAGES, Stage, worker_stage_names
 from safevid.pipeline.store import ERROR, RecordStore, find_damaged
 
 logger = logging.getLogger(__name__)
-
-WORKER_STAGES = ("ingest", "describe", "classify", "queries", "responses", "gates")
-STAGES = (*WORKER_STAGES, "publish")
 
 
 @dataclass
@@ -99,24 +97,25 @@ def run_build(
         logger.warning("configuration changed: building into %s", config.output_dir)
     _check_output(config, fp)
     if stages is None:
-        stages = WORKER_STAGES + (("publish",) if num_shards == 1 else ())
-    unknown = sorted(set(stages) - set(STAGES))
+        stages = worker_stage_names() + ((PUBLISH,) if num_shards == 1 else ())
+    unknown = sorted(set(stages) - set(STAGE_NAMES))
     if unknown:
-        raise ValueError(f"Unknown stage(s) {unknown}; stages: {list(STAGES)}")
+        raise ValueError(f"Unknown stage(s) {unknown}; stages: {list(STAGE_NAMES)}")
+    worker_stages = [s for s in WORKER_STAGES if s.name in stages]
     path = store_path(config, shard, num_shards)
     complete = True
     manifest: dict[str, Any] = {}
     locks = contextlib.ExitStack()
     try:
-        if any(s in stages for s in WORKER_STAGES):
+        if worker_stages:
             locks.enter_context(BuildLock(path.with_suffix(".lock"), f"The store of shard {shard} ({path})"))
-        if "publish" in stages:
+        if PUBLISH in stages:
             output = Path(config.output_dir)
             locks.enter_context(BuildLock(output / PUBLISH_LOCK_NAME, f"The output folder {output}"))
-        if any(s in stages for s in WORKER_STAGES):
+        if worker_stages:
             with RecordStore(path) as store:
                 check_fingerprint(store, fp, payload)
-                _run_worker(ctx, store, [s for s in WORKER_STAGES if s in stages])
+                _run_worker(ctx, store, worker_stages)
                 complete = (
                     store.conn.execute("SELECT COUNT(*) FROM records WHERE status = ?", (ERROR,)).fetchone()[
                         0
@@ -128,7 +127,7 @@ def run_build(
             shard_manifest = path.with_suffix(".manifest.json")
             shard_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         result = None
-        if "publish" in stages:
+        if PUBLISH in stages:
             paths = _complete_stores(config, num_shards)
             stores = [RecordStore(p, readonly=True) for p in paths]
             try:
@@ -150,28 +149,13 @@ def run_build(
     return BuildResult(Path(config.output_dir), path, manifest, result, complete)
 
 
-def _run_worker(ctx: BuildContext, store: RecordStore, stages: list[str]) -> None:
-    from safevid.pipeline.classify import run_classify
-    from safevid.pipeline.describe import run_describe
-    from safevid.pipeline.gates import run_gates
-    from safevid.pipeline.ingest import run_ingest
-    from safevid.pipeline.queries import run_queries
-    from safevid.pipeline.responses import run_responses
-
-    runners = {
-        "ingest": run_ingest,
-        "describe": run_describe,
-        "classify": run_classify,
-        "queries": run_queries,
-        "responses": run_responses,
-        "gates": run_gates,
-    }
+def _run_worker(ctx: BuildContext, store: RecordStore, stages: list[Stage]) -> None:
     for stage in stages:
         start = time.perf_counter()
-        runners[stage](ctx, store)
+        stage.run(ctx, store)
         logger.info(
             "stage %s done in %.1fs (shard %d/%d)",
-            stage,
+            stage.name,
             time.perf_counter() - start,
             ctx.shard,
             ctx.num_shards,

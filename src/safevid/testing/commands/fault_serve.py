@@ -2,9 +2,9 @@
 
 Examples:
 
-    safevid fault-serve --latency-only --latency-ms 50 --port 8000      # throughput benchmarks
-    safevid fault-serve --latency-only --error-500-rate 0.2 --seed 1     # fault injection
-    safevid fault-serve ./tiny-qwen2-vl --truncated-rate 0.1             # a real model, broken bodies
+    python -m safevid.testing fault-serve --latency-only --latency-ms 50 --port 8000      # throughput benchmarks
+    python -m safevid.testing fault-serve --latency-only --error-500-rate 0.2 --seed 1     # fault injection
+    python -m safevid.testing fault-serve ./tiny-qwen2-vl --truncated-rate 0.1             # a real model, broken bodies
 
 The API key a client must present, if any, is read from $SAFEVID_SERVE_API_KEY.
 """
@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from safevid.testing.server import FaultConfig, FaultInjectingServer
 
     if args.latency_only == (args.model_dir is not None):
-        raise SystemExit("safevid fault-serve: give a MODEL_DIR, or --latency-only without one")
+        raise SystemExit(
+            "python -m safevid.testing fault-serve: give a MODEL_DIR, or --latency-only without one"
+        )
     faults = FaultConfig(
         latency_s=args.latency_ms / 1000,
         slow_rate=args.slow_rate,

@@ -2,8 +2,8 @@
 
 Examples:
 
-    safevid loopback-hub --root ./hub-data                # prints the variables to export, serves until Ctrl-C
-    safevid loopback-hub --root ./hub-data --port 8765
+    python -m safevid.testing loopback-hub --root ./hub-data                # prints the variables to export, serves until Ctrl-C
+    python -m safevid.testing loopback-hub --root ./hub-data --port 8765
 
 Then, in another shell, export the printed variables (HF_ENDPOINT, HF_TOKEN, HF_HUB_DISABLE_XET=1,
 HF_HUB_OFFLINE=0) before running anything that imports huggingface_hub, datasets, transformers or evaluate:

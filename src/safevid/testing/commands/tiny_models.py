@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--path-only",
         action="store_true",
         help="Print only each checkpoint's folder, one a line, for scripts: "
-        "`--model_name_or_path $(safevid tiny-models --family qwen2_5_vl --path-only)`.",
+        "`--model_name_or_path $(python -m safevid.testing tiny-models --family qwen2_5_vl --path-only)`.",
     )
 
 
