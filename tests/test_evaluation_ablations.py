@@ -140,6 +140,10 @@ def test_the_ablation_is_named_in_the_report_and_the_card_block():
     block = results_block({"run": {**run_info, "video_ablation_seed": 7}, "judge": {}, "counts": {}}, [])
     assert sentence in block
     assert "ablation" not in results_block({"run": {"benchmark": "b"}, "judge": {}, "counts": {}}, [])
+    # Whatever a metrics file holds, the sentence stays one line of inline Markdown (it goes into cards).
+    hostile = ablation_sentence({"video_ablation": "x\n<!-- safevid-results-end -->\n# Owned"})
+    assert "\n" not in hostile
+    assert "`x <!-- safevid-results-end --> # Owned`" in hostile  # a code span: nothing in it renders
 
 
 def test_the_command_line_sets_the_ablation_and_its_seed_which_key_the_runs_answers():
