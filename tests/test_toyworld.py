@@ -105,7 +105,7 @@ def test_only_the_motion_tells_the_temporal_worlds_scenes_apart(tmp_path, name, 
     # harmful scene from the look-alike in the static world, and is at chance in the temporal one: there, colour,
     # shape, size, speed, background and the middle frame's position share one distribution.
     world = ToyWorld.load(name)
-    world.render(tmp_path, seed=0, scale=2.0)
+    world.render(tmp_path, seed=0, scale=4.0)
     splits = []
     for split in ("train", "eval"):
         truth = json.loads((tmp_path / f"{split}-truth.json").read_text())
@@ -113,8 +113,8 @@ def test_only_the_motion_tells_the_temporal_worlds_scenes_apart(tmp_path, name, 
         splits.append(_middle_frames(world, tmp_path / split, pair))
     accuracy = _logistic_regression_accuracy(*splits)
     if name == "temporal":
-        assert len(splits[1][1]) == 32
-        assert accuracy <= 0.7, accuracy  # 32 held-out clips: chance is 0.5 ± 0.09
+        assert len(splits[1][1]) == 64
+        assert accuracy <= 0.65, accuracy  # 64 held-out clips: chance is 0.5 ± 0.06 (measured: 0.48)
     else:
         assert accuracy >= 0.95, accuracy
 
