@@ -43,8 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-frames", type=int, help="Override the benchmark's VideoSampling frame count.")
     parser.add_argument(
         "--video-ablation",
-        choices=("blank",),
-        help="Answer with all-black frames: a blind baseline (how much comes from the video, not the words).",
+        choices=("blank", "reverse", "shuffle", "single-frame"),
+        help="Answer with changed frames, same count and timestamps: blank (all black: how much comes from the "
+        "video, not the words); reverse, shuffle or single-frame (the middle frame repeated): how much comes from "
+        "the motion, not from what one frame shows.",
+    )
+    parser.add_argument(
+        "--video-ablation-seed", type=int, help="Seed of --video-ablation shuffle (0 by default)."
     )
     parser.add_argument("--judge-model", help="Judge: checkpoint path/id or served model name.")
     parser.add_argument(
@@ -148,6 +153,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "policies": args.policies,
         "allowed_local_media_path": args.allowed_local_media_path,
         "video_ablation": args.video_ablation,
+        "video_ablation_seed": args.video_ablation_seed,
     }
     data.update({k: v for k, v in top.items() if v is not None})
     if args.no_helpfulness:

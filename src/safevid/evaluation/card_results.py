@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safevid.evaluation.report import ablation_sentence
 from safevid.evaluation.results import benchmark_name, eval_results
 from safevid.markdown import RESULTS_BEGIN, RESULTS_END, inline_code, inline_text, table_cell
 
@@ -145,6 +146,7 @@ def results_block(metrics: dict[str, Any], results: list[Any]) -> str:
             f"{inline_text(benchmark_name(metrics))} ({benchmark}, split {split}{items}), judged by {judged_by} "
             f"with risk threshold {inline_text(judge.get('threshold'))}{_protocol(judge)}.",
             "",
+            *([ablation_sentence(run), ""] if run.get("video_ablation") else []),
             "| metric | value |",
             "|---|---|",
             rows,

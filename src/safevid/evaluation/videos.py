@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from safevid.backends.prepared import PREPARE_VIDEO, PreparedVideo, blanked
+from safevid.backends.prepared import PREPARE_VIDEO, PreparedVideo, ablated
 from safevid.video.frame_store import content_sha256, frame_key, stored_video, video_identity
 
 
@@ -52,7 +52,8 @@ def prepared_videos(
     references: Any,
     sampling_of: Callable[[dict[str, Any]], Any],
     encoding: dict[str, str] | None,
-    blank: bool,
+    ablation: str | None,
+    ablation_seed: int,
     failures: list[dict[str, Any]],
 ) -> Iterator[tuple[BenchmarkVideo, PreparedVideo | BaseException]]:
     """``(video, prepared or the exception that prevented it)`` per video of ``rows``, in completion order.
@@ -66,7 +67,8 @@ def prepared_videos(
         sampling_of: The effective `VideoSampling` of a row.
         encoding: The backend's `media_encoding()`; `None` (a local engine): the frames are memory-mapped from the
             store in this process (``PreparedVideo.sampled``).
-        blank: All-black frames of the same count, size and timing (``video_ablation: blank``).
+        ablation: The run's ``video_ablation`` (`safevid.backends.prepared.ablated`), or `None`.
+        ablation_seed: The run's ``video_ablation_seed``; with the video's identity it seeds ``shuffle``.
         failures: Where unresolvable rows are recorded.
     """
     from safevid.video import VideoDecodeError
@@ -104,7 +106,15 @@ def prepared_videos(
     results = pool.imap_unordered(
         PREPARE_VIDEO,
         videos(),
-        lambda v: (str(frames_dir), v.identity, v.source, v.sampling.to_dict(), encoding, blank),
+        lambda v: (
+            str(frames_dir),
+            v.identity,
+            v.source,
+            v.sampling.to_dict(),
+            encoding,
+            ablation,
+            _seed(ablation_seed, v),
+        ),
         name_of=lambda v: (
             str(v.source) if isinstance(v.source, Path) else f"the video of id={v.rows[0]['id']}"
         ),
@@ -117,5 +127,10 @@ def prepared_videos(
             except VideoDecodeError as error:
                 outcome = error
             else:
-                outcome = replace(outcome, sampled=blanked(sampled) if blank else sampled)
+                outcome = replace(outcome, sampled=ablated(sampled, ablation, _seed(ablation_seed, video)))
         yield video, outcome
+
+
+def _seed(ablation_seed: int, video: BenchmarkVideo) -> str:
+    """The seed of one video's ``shuffle``: the run's seed and the video's identity (its own order, every rerun)."""
+    return f"{ablation_seed}|{video.identity}"
