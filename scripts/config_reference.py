@@ -66,7 +66,7 @@ SECTIONS = [
     ),
     (
         "EvalConfig",
-        "safevid.evaluation.harness:EvalConfig",
+        "safevid.evaluation.config:EvalConfig",
         "An evaluation run (`safevid eval --config`, or its flags).",
     ),
 ]

@@ -9,7 +9,7 @@ import pytest
 
 from safevid.backends import BackendConfig
 from safevid.config import ConfigError, did_you_mean, load_config, read_yaml
-from safevid.evaluation.harness import EvalConfig
+from safevid.evaluation.config import EvalConfig
 from safevid.pipeline.benchmark import BenchmarkConfig, load_benchmark_config
 from safevid.pipeline.config import BuildConfig, load_build_config
 

@@ -16,7 +16,8 @@ from test_evaluation_frames import run
 from test_evaluation_harness import write_bench
 
 from safevid.backends.prepared import VIDEO_ABLATIONS, ablated
-from safevid.evaluation.harness import EvalConfig, read_jsonl
+from safevid.evaluation.config import EvalConfig
+from safevid.evaluation.run import read_jsonl
 from safevid.video import VideoSampling, sample_video
 
 from helpers import Recorder

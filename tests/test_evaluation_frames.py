@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from test_evaluation_harness import STYLES, SUBCATEGORIES, write_bench
 
-from safevid.evaluation.harness import EvalConfig, generate_answers, load_benchmark, read_jsonl
+from safevid.evaluation.answers import generate_answers, load_benchmark
+from safevid.evaluation.config import EvalConfig
+from safevid.evaluation.run import read_jsonl
 from safevid.video.frame_store import FrameStore
 
 from helpers import Recorder

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safevid.evaluation.harness import EvalConfig, RunChangedError, evaluate_run, read_jsonl
+from safevid.evaluation.config import EvalConfig
+from safevid.evaluation.harness import evaluate_run
+from safevid.evaluation.run import RunChangedError, read_jsonl
 from safevid.schema import benchmark_features
 from safevid.video.frame_store import FrameStore
 
@@ -119,7 +121,7 @@ def evaluated(tmp_path_factory, tiny, judge_server):
     # 1. The CLI in a fresh process, generation only, SIGKILLed after its first committed batch of 2.
     config_file = tmp / "eval.yaml"
     config_file.write_text(yaml.safe_dump({k: v for k, v in data.items() if k != "judge"}), encoding="utf-8")
-    env = {**os.environ, "SAFEVID_EVAL_KILL_AFTER": "1"}
+    env = {**os.environ, "SAFEVID_EVAL_KILL_AT": "1"}
     killed = subprocess.run(
         [sys.executable, "-m", "safevid", "eval", "--config", str(config_file)],
         env=env,

@@ -83,7 +83,7 @@ LAYERS: list[set[str]] = [
     {"backends"},
     {"prompts", "scoring", "preferences"},
     {"video", "taxonomy"},
-    {"config", "plugins", "paths", "log", "schema", "families", "markdown"},
+    {"config", "plugins", "paths", "log", "schema", "families", "markdown", "datasets_io"},
 ]
 # Imports inside a layer that the architecture states: the CLI's entry module runs the CLI, and commands are
 # what the CLI dispatches to.

@@ -167,7 +167,8 @@ def test_push_and_load_from_the_hub(built, loopback_hub):
 def test_the_harness_reads_back_the_frames_the_build_ingested(built, tmp_path):
     """A row's `video_id` (the file's SHA-256) and `sampling` (the build's) name the frame store entry ingest
     wrote, so evaluating with the build's `<work_dir>/frames` decodes nothing."""
-    from safevid.evaluation.harness import EvalConfig, generate_answers, load_benchmark
+    from safevid.evaluation.answers import generate_answers, load_benchmark
+    from safevid.evaluation.config import EvalConfig
 
     from helpers import Recorder
 

@@ -19,8 +19,10 @@ from typing import ClassVar
 
 import pytest
 
-from safevid.evaluation.harness import EvalConfig, evaluate_run, read_jsonl
+from safevid.evaluation.config import EvalConfig
+from safevid.evaluation.harness import evaluate_run
 from safevid.evaluation.outside import load_outside_benchmark, parse_column_map
+from safevid.evaluation.run import read_jsonl
 from safevid.judge.protocols.video_safetybench import (
     SCORES,
     RJScoreItem,
@@ -399,7 +401,7 @@ def test_video_cells_may_not_leave_the_benchmark_folder(world, tmp_path):
 
 def test_safevid_protocol_cells_resolve_inside_the_benchmark_folder(tmp_path):
     """SafeVidBench's own run: relative cells inside its folder; absolute ones only under an allowed folder."""
-    from safevid.evaluation.harness import benchmark_references
+    from safevid.evaluation.answers import benchmark_references
     from safevid.video.references import VideoReferenceError
 
     bench, elsewhere = tmp_path / "bench", tmp_path / "elsewhere"

@@ -27,7 +27,7 @@ from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="Run config YAML (safevid.evaluation.harness.EvalConfig fields).")
+    parser.add_argument("--config", help="Run config YAML (safevid.evaluation.config.EvalConfig fields).")
     parser.add_argument("--benchmark", help="SafeVidBench folder or Hub dataset id (default: safevidbench).")
     parser.add_argument("--benchmark-config", help="default | harmful | benign_contrast")
     parser.add_argument("--split", help="Benchmark split (default test).")
@@ -128,7 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Any:
     """YAML (``--config``) → dict → flags on top → `EvalConfig` (read by `safevid.config`)."""
     from safevid.config import read_config_file
-    from safevid.evaluation.harness import EvalConfig
+    from safevid.evaluation.config import EvalConfig
 
     data: dict[str, Any] = read_config_file(args.config) if args.config else {}
     top = {
@@ -195,7 +195,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safevid.evaluation.harness import JudgeUnavailableError, RunChangedError, evaluate_run
+    from safevid.evaluation.harness import evaluate_run
+    from safevid.evaluation.run import JudgeUnavailableError, RunChangedError
     from safevid.log import configure_logging
     from safevid.video.worker import WorkerStartError
 

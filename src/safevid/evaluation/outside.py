@@ -7,7 +7,7 @@ category, subcategory``), so that benchmark needs no map; any other benchmark wi
 column is mapped onto the same fields, with a policies file naming its scenarios.
 
 `evaluate_outside` is the run of ``safevid eval --protocol video-safetybench``: it answers every item with the
-benchmark's model prompt through the same resumable generation as SafeVidBench (`harness.generate_answers`),
+benchmark's model prompt through the same resumable generation as SafeVidBench (`safevid.evaluation.answers.generate_answers`),
 judges with Video-SafetyBench's RJScore protocol (`safevid.judge.protocols.video_safetybench`), and writes
 ``metrics.json`` and ``report.md``: attack success rate and mean risk overall and per scenario, with safevid's
 refusal rate (`safevid.scoring.is_refusal`) beside them. Both Video-SafetyBench splits hold harmful-intent
@@ -24,7 +24,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from safevid.evaluation import harness
+from safevid.backends.scheduler import chunks
+from safevid.evaluation.answers import generate_answers
+from safevid.evaluation.run import (
+    ANSWERS,
+    FAILURES,
+    JUDGEMENTS,
+    METRICS,
+    append_jsonl,
+    check_run,
+    checkpoints,
+    read_jsonl,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +179,7 @@ def load_outside_benchmark(
     limit: int | None = None,
     allowed_local_media_path: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], Any]:
-    """One split of an outside benchmark as rows for the harness (`harness.generate_answers`) and the judge.
+    """One split of an outside benchmark as rows for `safevid.evaluation.answers.generate_answers` and the judge.
 
     Args:
         location: A local folder or a Hub dataset id (read through `huggingface_hub.snapshot_download`).
@@ -258,7 +269,7 @@ def evaluate_outside(config: Any, *, model_backend: Any = None, judge_backend: A
     """Generate → judge with RJScore → summarise → report, each step resuming what is on disk.
 
     Args:
-        config: The run (`harness.EvalConfig` with ``protocol="video-safetybench"``).
+        config: The run (`safevid.evaluation.config.EvalConfig` with ``protocol="video-safetybench"``).
         model_backend: A ready backend for the model under test (else built from ``config.model``).
         judge_backend: A ready backend for the judge (else built from ``config.judge``).
 
@@ -282,8 +293,8 @@ def evaluate_outside(config: Any, *, model_backend: Any = None, judge_backend: A
         limit=config.limit,
         allowed_local_media_path=config.allowed_local_media_path,
     )
-    harness._check_run(config, out)
-    counts = harness.generate_answers(config, rows, backend=model_backend, references=references)
+    check_run(config, out)
+    counts = generate_answers(config, rows, backend=model_backend, references=references)
     logger.info("generation: %s", counts)
     if config.judge is None and judge_backend is None:
         return {"generation": counts}
@@ -294,7 +305,7 @@ def evaluate_outside(config: Any, *, model_backend: Any = None, judge_backend: A
     judge_rows(config, judge, {r["id"]: r for r in rows})
     metrics = summarize_run(config, files)
     metrics["generation"] = counts
-    (out / harness.METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(metrics), encoding="utf-8")
     return metrics
 
@@ -304,14 +315,12 @@ def judge_rows(config: Any, judge: Any, rows: dict[str, dict[str, Any]]) -> int:
     from safevid.judge.protocols.video_safetybench import RJScoreItem
 
     out = Path(config.output_dir)
-    path = out / harness.JUDGEMENTS
-    done = {row["id"] for row in harness.read_jsonl(path, repair=True)}
+    path = out / JUDGEMENTS
+    done = {row["id"] for row in read_jsonl(path, repair=True)}
     # Answers of items outside this run's rows (an earlier, larger --limit) wait for a run that loads them.
-    answers = [
-        a for a in harness.read_jsonl(out / harness.ANSWERS) if a["id"] not in done and a["id"] in rows
-    ]
-    kill = harness._KillHook()
-    for batch in harness._chunks(iter(answers), config.batch_size):
+    answers = [a for a in read_jsonl(out / ANSWERS) if a["id"] not in done and a["id"] in rows]
+    checkpoint = checkpoints()
+    for batch in chunks(answers, config.batch_size):
         items = [
             RJScoreItem(
                 a["id"], rows[a["id"]]["policy_scenario"], rows[a["id"]]["harmful_intention"], a["response"]
@@ -327,8 +336,8 @@ def judge_rows(config: Any, judge: Any, rows: dict[str, dict[str, Any]]) -> int:
             lines.append(
                 {**scored, "scenario": row["scenario"], "response": answer["response"], "judge": info}
             )
-        harness.append_jsonl(path, lines)
-        kill()
+        append_jsonl(path, lines)
+        checkpoint("judgements:commit")
     return len(answers)
 
 
@@ -338,15 +347,15 @@ def summarize_run(config: Any, files: Any) -> dict[str, Any]:
     from safevid.scoring import is_refusal
 
     out = Path(config.output_dir)
-    judged = harness.read_jsonl(out / harness.JUDGEMENTS)
+    judged = read_jsonl(out / JUDGEMENTS)
     if not judged:
         raise ValueError(
-            f"{out / harness.JUDGEMENTS} has no judgements: no answer was generated "
-            f"(see {out / harness.FAILURES}); fix the causes named there and rerun"
+            f"{out / JUDGEMENTS} has no judgements: no answer was generated "
+            f"(see {out / FAILURES}); fix the causes named there and rerun"
         )
     judges = {json.dumps(row["judge"], sort_keys=True) for row in judged}
     if len(judges) > 1:
-        raise ValueError(f"{out / harness.JUDGEMENTS} mixes {len(judges)} judges; use a new output_dir")
+        raise ValueError(f"{out / JUDGEMENTS} mixes {len(judges)} judges; use a new output_dir")
     rjscore = summarize_risks(judged)
     refusals: dict[str, list[bool]] = {}
     for row in judged:
@@ -354,7 +363,7 @@ def summarize_run(config: Any, files: Any) -> dict[str, Any]:
     for scenario, flags in refusals.items():
         rjscore["per_scenario"][scenario]["refusal_rate"] = sum(flags) / len(flags)
     rjscore["refusal_rate"] = sum(sum(f) for f in refusals.values()) / len(judged)
-    answers = out / harness.ANSWERS
+    answers = out / ANSWERS
     return {
         "protocol": "video-safetybench",
         "rjscore": rjscore,
@@ -364,9 +373,9 @@ def summarize_run(config: Any, files: Any) -> dict[str, Any]:
             "benchmark": config.benchmark,
             "split": config.split,
             "protocol_files": files.source,
-            "n_answers": len(harness.read_jsonl(answers)),
+            "n_answers": len(read_jsonl(answers)),
             "n_judged": len(judged),
-            "n_generation_failures": len(harness.read_jsonl(out / harness.FAILURES)),
+            "n_generation_failures": len(read_jsonl(out / FAILURES)),
             "answers_sha256": hashlib.sha256(answers.read_bytes()).hexdigest()[:16],
         },
     }

@@ -11,30 +11,16 @@ sends again (answered from the response cache), and never duplicates one: record
 
 from __future__ import annotations
 
-import concurrent.futures
-import time
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from safevid.backends import Backend, ChatRequest, ChatResult, RequestStream, SamplingParams
+from safevid.backends import SamplingParams
+from safevid.backends.scheduler import Work, chunks, stream_units
 from safevid.pipeline.config import StageSampling
 from safevid.pipeline.context import BuildContext
 from safevid.pipeline.store import DROPPED, ERROR, Record, RecordStore
 
 T = TypeVar("T")
-
-
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of ``size`` items (the last one shorter), read lazily."""
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def pending(
@@ -82,93 +68,22 @@ def commit(ctx: BuildContext, store: RecordStore, stage: str, records: list[Reco
     ctx.checkpoint(f"{stage}:after_commit")
 
 
-Work = Generator[list[tuple[Backend, ChatRequest]], list[ChatResult], list[Record]]
-"""One unit of a streamed stage: yields ``[(backend, request), ...]``, receives their results in that
-order, yields again or returns the unit's records."""
-
-
-@dataclass
-class _Unit:
-    work: Work
-    results: list[ChatResult | None] = field(default_factory=list)
-    waiting: int = 0
-
-
 def run_streamed(
     ctx: BuildContext,
     store: RecordStore,
     stage: str,
-    units: Iterable[Work],
+    units: Iterable[Work[Record]],
     *,
     commit_every: int = 64,
     commit_interval_s: float = 2.0,
 ) -> None:
-    """Run ``units`` with their requests streamed to the backends, committing records as they are done.
-
-    New units are started while fewer requests than the backends' combined capacity are in flight, so
-    ``units`` (read lazily) may prepare inputs ahead (a decode pool) with memory bounded by that window.
-    Records are committed once ``commit_every`` of them are ready or ``commit_interval_s`` has passed.
-    """
-    streams: dict[int, RequestStream] = {}
-    inflight: dict[concurrent.futures.Future[ChatResult], tuple[_Unit, int]] = {}
-    ready: list[Record] = []
-    last_commit = time.monotonic()
-    source = iter(units)
-    exhausted = False
-    bar: Any = None
-    if ctx.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc=stage, unit="req", dynamic_ncols=True)  # no total: the units are read lazily
-
-    def window() -> int:
-        return max((s.capacity for s in streams.values()), default=1) * max(1, len(streams))
-
-    def advance(unit: _Unit, results: list[ChatResult] | None) -> None:
-        while True:
-            try:
-                requests = next(unit.work) if results is None else unit.work.send(results)
-            except StopIteration as stop:
-                ready.extend(stop.value)
-                return
-            if requests:
-                break
-            results = []
-        unit.results, unit.waiting = [None] * len(requests), len(requests)
-        for position, (backend, request) in enumerate(requests):
-            stream = streams.get(id(backend))
-            if stream is None:
-                stream = streams[id(backend)] = backend.open_stream()
-            inflight[stream.submit(request)] = (unit, position)
-
-    try:
-        while True:
-            while not exhausted and len(inflight) < window():
-                work = next(source, None)
-                if work is None:
-                    exhausted = True
-                else:
-                    advance(_Unit(work), None)
-            if not inflight:
-                break
-            done, _ = concurrent.futures.wait(
-                list(inflight), timeout=commit_interval_s, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            for future in done:
-                unit, position = inflight.pop(future)
-                unit.results[position] = future.result()
-                ctx.checkpoint.result(stage)
-                if bar is not None:
-                    bar.update(1)
-                unit.waiting -= 1
-                if unit.waiting == 0:
-                    advance(unit, [r for r in unit.results if r is not None])
-            if len(ready) >= commit_every or time.monotonic() - last_commit >= commit_interval_s:
-                commit(ctx, store, stage, ready)
-                ready, last_commit = [], time.monotonic()
-        commit(ctx, store, stage, ready)
-    finally:
-        for stream in streams.values():
-            stream.close()
-        if bar is not None:
-            bar.close()
+    """Run a stage's ``units`` on the streamed scheduler (`safevid.backends.scheduler.stream_units`), committing
+    their records as they are done: once ``commit_every`` are ready or ``commit_interval_s`` has passed."""
+    stream_units(
+        units,
+        lambda records: commit(ctx, store, stage, records),
+        deliver_every=commit_every,
+        deliver_interval_s=commit_interval_s,
+        on_result=lambda: ctx.checkpoint.result(stage),
+        progress=stage if ctx.progress else None,
+    )

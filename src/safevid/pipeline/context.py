@@ -1,7 +1,7 @@
 """What every stage shares: config, taxonomy, prompt templates, backends, shard, seeds, checkpoints.
 
-Checkpoints are named points around every commit. Two environment variables make them observable in
-tests, so resume can be proven by killing the build for real:
+Checkpoints are named points around every commit (`safevid.backends.scheduler.Checkpoints` under the prefix
+``SAFEVID_BUILD``), so resume can be proven by killing the build for real:
 
 - ``SAFEVID_BUILD_CHECKPOINT_LOG=<file>``: append each checkpoint's name, one per line.
 - ``SAFEVID_BUILD_KILL_AT=<n>``: SIGKILL this process at its n-th checkpoint (no cleanup runs, as in a
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safevid.backends.scheduler import Checkpoints
 from safevid.pipeline.config import BuildConfig
 from safevid.plugins import resolve_model
 from safevid.prompts import PromptLibrary
@@ -50,38 +49,6 @@ def stable_hash(*parts: Any, length: int = 32) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:length]
 
 
-class Checkpoints:
-    """Counts checkpoints and applies the environment hooks (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        kill_at = os.environ.get("SAFEVID_BUILD_KILL_AT")
-        self.kill_at = int(kill_at) if kill_at else None
-        log = os.environ.get("SAFEVID_BUILD_CHECKPOINT_LOG")
-        self.log = Path(log) if log else None
-        self.results = 0
-        kill_at_result = os.environ.get("SAFEVID_BUILD_KILL_AT_RESULT")
-        self.kill_at_result = int(kill_at_result) if kill_at_result else None
-
-    def __call__(self, name: str) -> None:
-        self.count += 1
-        if self.log is not None:
-            killing = self.kill_at is not None and self.count >= self.kill_at
-            with self.log.open("a", encoding="utf-8") as f:
-                f.write(f"{name}{' KILL' if killing else ''}\n")
-        if self.kill_at is not None and self.count >= self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def result(self, stage: str) -> None:
-        """A streamed request's result landed (not a checkpoint: only the mid-stream kill hook counts it)."""
-        self.results += 1
-        if self.kill_at_result is not None and self.results >= self.kill_at_result:
-            if self.log is not None:
-                with self.log.open("a", encoding="utf-8") as f:
-                    f.write(f"{stage}:result KILL\n")
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 @dataclass
 class BuildContext:
     """The shared state of one build process (one shard)."""
@@ -92,7 +59,7 @@ class BuildContext:
     progress: bool = False
     taxonomy: Taxonomy = field(init=False)
     prompts: PromptLibrary = field(init=False)
-    checkpoint: Checkpoints = field(default_factory=Checkpoints)
+    checkpoint: Checkpoints = field(default_factory=lambda: Checkpoints("SAFEVID_BUILD"))
     _backends: dict[str, Any] = field(default_factory=dict)
     _decode_pool: Any = None
 
