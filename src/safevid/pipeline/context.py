@@ -6,6 +6,8 @@ tests, so resume can be proven by killing the build for real:
 - ``SAFEVID_BUILD_CHECKPOINT_LOG=<file>``: append each checkpoint's name, one per line.
 - ``SAFEVID_BUILD_KILL_AT=<n>``: SIGKILL this process at its n-th checkpoint (no cleanup runs, as in a
   node failure or an OOM kill).
+- ``SAFEVID_BUILD_RAISE_AT=<shard>:<n>``: raise `InjectedFailure` at shard ``<shard>``'s n-th checkpoint (a
+  task that crashes while its siblings go on, as the engine tests need).
 - ``SAFEVID_BUILD_KILL_AT_RESULT=<n>``: SIGKILL it when the n-th result of a streamed stage lands, before
   it is committed (mid-stream: other requests in flight, finished records not yet committed).
 """
@@ -50,6 +52,10 @@ def stable_hash(*parts: Any, length: int = 32) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:length]
 
 
+class InjectedFailure(RuntimeError):
+    """Raised by the ``SAFEVID_BUILD_RAISE_AT`` hook."""
+
+
 class Checkpoints:
     """Counts checkpoints and applies the environment hooks (see the module docstring)."""
 
@@ -62,6 +68,9 @@ class Checkpoints:
         self.results = 0
         kill_at_result = os.environ.get("SAFEVID_BUILD_KILL_AT_RESULT")
         self.kill_at_result = int(kill_at_result) if kill_at_result else None
+        raise_at = os.environ.get("SAFEVID_BUILD_RAISE_AT")
+        self.raise_at = tuple(int(x) for x in raise_at.split(":")) if raise_at else None
+        self.shard = 0  # set by the `BuildContext` that owns it
 
     def __call__(self, name: str) -> None:
         self.count += 1
@@ -71,6 +80,8 @@ class Checkpoints:
                 f.write(f"{name}{' KILL' if killing else ''}\n")
         if self.kill_at is not None and self.count >= self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.raise_at == (self.shard, self.count):
+            raise InjectedFailure(f"injected failure at checkpoint {self.count} ({name}) of shard {self.shard}")
 
     def result(self, stage: str) -> None:
         """A streamed request's result landed (not a checkpoint: only the mid-stream kill hook counts it)."""
@@ -99,6 +110,7 @@ class BuildContext:
     def __post_init__(self) -> None:
         if not 0 <= self.shard < self.num_shards:
             raise ValueError(f"--shard must be in 0..{self.num_shards - 1}, got {self.shard}")
+        self.checkpoint.shard = self.shard
         taxonomy = self.config.taxonomy
         self.taxonomy = load_taxonomy(self.config.resolve_path(taxonomy) if taxonomy else None)
         prompts_dir = self.config.prompts_dir

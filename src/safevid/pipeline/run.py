@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -56,6 +57,31 @@ def store_path(config: BuildConfig, shard: int, num_shards: int) -> Path:
     return config.work_path / f"shard-{shard:05d}-of-{num_shards:05d}.sqlite"
 
 
+class ShardCountError(ValueError):
+    """The work folder holds the record stores of a build split into another number of shards."""
+
+
+def check_shard_count(config: BuildConfig, num_shards: int) -> None:
+    """Refuse a run whose shard count differs from the stores already in the work folder.
+
+    Another count assigns the sources to other shards: its stores would be a second, independent build of every
+    source, not a resume of the first.
+    """
+    counts = {
+        int(m.group(1))
+        for p in config.work_path.glob("shard-*-of-*.sqlite")
+        if (m := re.fullmatch(r"shard-\d+-of-(\d+)\.sqlite", p.name))
+    }
+    other = sorted(counts - {num_shards})
+    if other:
+        raise ShardCountError(
+            f"{config.work_path} holds the record stores of a build in {other[0]} shards "
+            f"(shard-*-of-{other[0]:05d}.sqlite), not {num_shards}: another count would build every source again "
+            f"in new stores. Rerun with --tasks {other[0]} (or --num-shards {other[0]}), or build into a fresh "
+            "--work-dir."
+        )
+
+
 def run_build(
     config: BuildConfig,
     *,
@@ -84,6 +110,7 @@ def run_build(
         RuntimeError: publish was asked while some shard store is missing or incomplete.
         BuildLockedError: another run is building this shard or publishing to this output folder.
         DamagedStoreError: a record store is damaged (truncated, overwritten).
+        ShardCountError: the work folder holds the stores of another shard count.
     """
     ctx = BuildContext(config, shard, num_shards, progress)
     for name, backend in (backends or {}).items():
@@ -102,6 +129,7 @@ def run_build(
     if unknown:
         raise ValueError(f"Unknown stage(s) {unknown}; stages: {list(STAGE_NAMES)}")
     worker_stages = [s for s in WORKER_STAGES if s.name in stages]
+    check_shard_count(config, num_shards)
     path = store_path(config, shard, num_shards)
     complete = True
     manifest: dict[str, Any] = {}
