@@ -257,3 +257,54 @@ def test_slurm_submits_a_requeueing_array_and_a_publish_job_after_it_then_only_u
     again = launch(load_build_config(_write_config(tmp_path, "slurm"), overrides))
     assert again.ran == [1, 3]
     assert json.loads((again.logging_dir / "ranks_to_run.json").read_text()) == [1, 3]
+
+
+COUNT_DATASET_OPENS = textwrap.dedent(
+    """
+    import json, os, sys
+    root, config_path, shard, tasks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    opened = set()
+
+    def audit(event, args):
+        if event == "open" and isinstance(args[0], (str, os.PathLike)) and str(args[0]).endswith(".parquet"):
+            opened.add(os.path.relpath(str(args[0]), root))
+
+    sys.addaudithook(audit)
+    from safevid.pipeline import load_build_config
+    from safevid.pipeline.context import BuildContext
+    from safevid.pipeline.ingest import iter_sources
+    keys = [item.key for item in iter_sources(BuildContext(load_build_config(config_path), shard, tasks))]
+    print(json.dumps({"opened": sorted(opened), "keys": keys}))
+    """
+)
+
+
+def test_a_dataset_input_is_split_by_data_files(tmp_path):
+    from datasets import Dataset
+
+    folder = tmp_path / "videos-dataset"
+    (folder / "data").mkdir(parents=True)
+    for file in range(4):  # four data files of three rows
+        rows = {"video": [{"bytes": f"video {file}-{row}".encode(), "path": None} for row in range(3)]}
+        Dataset.from_dict(rows).to_parquet(str(folder / "data" / f"train-{file:05d}-of-00004.parquet"))
+    config = yaml.safe_load(_write_config(tmp_path, "dataset").read_text())
+    config["inputs"] = [{"dataset": str(folder)}]
+    path = tmp_path / "dataset.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    keys: list[str] = []
+    for shard in range(2):
+        done = subprocess.run([sys.executable, "-c", COUNT_DATASET_OPENS, str(folder), str(path), str(shard), "2"],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        counted = json.loads(done.stdout.strip().splitlines()[-1])
+        own = [f"data/train-{f:05d}-of-00004.parquet" for f in range(4) if f % 2 == shard]
+        # File j goes to task j mod 2. Another task's files are never opened, but for the first: `load_dataset`
+        # reads its Parquet schema to infer the features (the footer, not its rows).
+        assert set(counted["opened"]) - {"data/train-00000-of-00004.parquet"} == set(own) - {
+            "data/train-00000-of-00004.parquet"
+        }
+        assert len(counted["keys"]) == 6
+        keys += counted["keys"]
+    assert len(set(keys)) == 12
