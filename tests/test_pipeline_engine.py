@@ -95,7 +95,7 @@ def test_a_task_whose_records_failed_exits_non_zero_naming_them(tmp_path, capsys
         path.write_text(yaml.safe_dump(config))
         code = main(["--config", str(path), "--shard", "1", "--num-shards", "2"])
     assert code == 1
-    assert "task 1 of 2: 1 record(s) failed past their retries (describe" in capsys.readouterr().out
+    assert "shard 1 of 2: 1 record(s) failed past their retries (describe" in capsys.readouterr().out
 
 
 def test_a_server_that_does_not_come_up_stops_the_task_naming_it(tmp_path, capsys):

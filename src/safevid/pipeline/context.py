@@ -81,7 +81,9 @@ class Checkpoints:
         if self.kill_at is not None and self.count >= self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         if self.raise_at == (self.shard, self.count):
-            raise InjectedFailure(f"injected failure at checkpoint {self.count} ({name}) of shard {self.shard}")
+            raise InjectedFailure(
+                f"injected failure at checkpoint {self.count} ({name}) of shard {self.shard}"
+            )
 
     def result(self, stage: str) -> None:
         """A streamed request's result landed (not a checkpoint: only the mid-stream kill hook counts it)."""

@@ -19,12 +19,10 @@ walks a folder or stats a file of another task.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,6 @@ from datatrove.utils.stats import PipelineStats
 
 from safevid.pipeline.config import BuildConfig
 from safevid.pipeline.stages import PUBLISH, worker_stage_names
-from safevid.pipeline.store import ERROR, RecordStore
 
 __all__ = [
     "BuildTask",
@@ -152,12 +149,13 @@ class BuildTask:
 
     def __call__(self, data: Any, rank: int = 0, world_size: int = 1) -> None:
         from safevid.log import configure_logging
-        from safevid.pipeline.run import run_build
 
         configure_logging()  # a task may run in a fresh process (forkserver, srun, a Ray worker)
         failure = self.logging_dir / FAILURES / f"{rank:05d}.txt"
         failure.unlink(missing_ok=True)
         try:
+            from safevid.pipeline.run import failed_records, run_build
+
             if any(s != "ingest" for s in self.stages):
                 wait_for_servers(self.config, self.config.engine.server_start_timeout_s)
             result = run_build(
@@ -169,29 +167,14 @@ class BuildTask:
                 progress=self.progress,
             )
             if not result.complete:
-                raise TaskFailedError(failed_records(result.store_path, rank, world_size))
+                failed = failed_records(result.store_path)
+                raise TaskFailedError(
+                    f"task {rank} of {world_size}: {failed}. Relaunch the build to retry them."
+                )
         except Exception as e:
             failure.parent.mkdir(parents=True, exist_ok=True)
             failure.write_text(f"{type(e).__name__}: {e}\n", encoding="utf-8")
             raise
-
-
-def failed_records(store_path: Path, rank: int, world_size: int, *, examples: int = 3) -> str:
-    """What failed in a task's store: counts per (stage, reason) and a few records with their error."""
-    with RecordStore(store_path, readonly=True) as store:
-        rows = store.conn.execute(
-            "SELECT stage, key, reason, data FROM records WHERE status = ? ORDER BY stage, key", (ERROR,)
-        ).fetchall()
-    counts = Counter((stage, reason) for stage, _, reason, _ in rows)
-    summary = ", ".join(f"{stage} {reason} x{n}" for (stage, reason), n in sorted(counts.items()))
-    shown = [
-        f"{stage} {key[:12]}: {json.loads(data).get('error', reason)}"
-        for stage, key, reason, data in rows[:examples]
-    ]
-    return (
-        f"task {rank} of {world_size}: {len(rows)} record(s) failed past their retries ({summary}) in {store_path}; "
-        f"e.g. {'; '.join(shown)}. Relaunch the build to retry them."
-    )
 
 
 def launch(

@@ -18,6 +18,7 @@ import logging
 import re
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,23 @@ def _run_worker(ctx: BuildContext, store: RecordStore, stages: list[Stage]) -> N
         )
 
 
+def failed_records(path: Path, *, examples: int = 3) -> str:
+    """What failed past its retries in a shard's store: counts per (stage, reason), a few records with their error."""
+    with RecordStore(path, readonly=True) as store:
+        rows = store.conn.execute(
+            "SELECT stage, key, reason, data FROM records WHERE status = ? ORDER BY stage, key", (ERROR,)
+        ).fetchall()
+    counts = Counter((stage, reason) for stage, _, reason, _ in rows)
+    summary = ", ".join(f"{stage} {reason} x{n}" for (stage, reason), n in sorted(counts.items()))
+    shown = [
+        f"{stage} {key[:12]}: {json.loads(data).get('error', reason)}" for stage, key, reason, data in rows
+    ]
+    return (
+        f"{len(rows)} record(s) failed past their retries ({summary}) in {path}; "
+        f"e.g. {'; '.join(shown[:examples])}"
+    )
+
+
 def _complete_stores(config: BuildConfig, num_shards: int) -> list[Path]:
     paths = [store_path(config, i, num_shards) for i in range(num_shards)]
     problems = []
@@ -200,10 +218,11 @@ def _complete_stores(config: BuildConfig, num_shards: int) -> list[Path]:
             )
             continue
         with RecordStore(p, readonly=True) as store:
-            if store.get_meta("complete") != "1":
-                problems.append(
-                    f"shard {i}: {p} is incomplete (rerun its worker: failed requests are retried)"
-                )
+            complete = store.get_meta("complete") == "1"
+            failed = store.conn.execute("SELECT 1 FROM records WHERE status = ? LIMIT 1", (ERROR,)).fetchone()
+        if not complete:
+            reason = failed_records(p, examples=1) if failed else f"{p} is incomplete"
+            problems.append(f"shard {i}: {reason} (rerun its worker: failed requests are retried)")
     if problems:
         raise RuntimeError("Cannot publish:\n  " + "\n  ".join(problems))
     return paths
