@@ -77,20 +77,20 @@ def run(args: argparse.Namespace) -> int:
             if result is None:
                 return 0
     except (ConfigError, ConfigChangedError, RuntimeError, ValueError, FileNotFoundError) as e:
-        from safevid.pipeline.engine import BuildTasksFailedError, TaskFailedError
+        from safevid.pipeline.engine import BuildTasksFailedError
+        from safevid.pipeline.run import IncompleteBuildError
 
         print(f"safevid build: error: {e}")
-        return 1 if isinstance(e, (BuildTasksFailedError, TaskFailedError)) else 2
+        return 1 if isinstance(e, (BuildTasksFailedError, IncompleteBuildError)) else 2
     _print_stages(result.manifest)
     if result.publish is not None:
         print(f"Published {json.dumps(result.publish.rows)} to {result.output_dir}")
         print(f'Load it with: load_dataset("{result.output_dir}")')
     elif not result.complete:
-        from safevid.pipeline.engine import failed_records
+        from safevid.pipeline.run import failed_records
 
-        print(
-            f"safevid build: error: {failed_records(result.store_path, args.shard or 0, args.num_shards or 1)}"
-        )
+        shard = f"shard {args.shard or 0} of {args.num_shards or 1}"
+        print(f"safevid build: error: {shard}: {failed_records(result.store_path)}; rerun to retry them")
         return 1
     elif (args.num_shards or 1) > 1:
         print(

@@ -58,6 +58,10 @@ def store_path(config: BuildConfig, shard: int, num_shards: int) -> Path:
     return config.work_path / f"shard-{shard:05d}-of-{num_shards:05d}.sqlite"
 
 
+class IncompleteBuildError(RuntimeError):
+    """Publish was asked while some shard store is missing or has failed records."""
+
+
 class ShardCountError(ValueError):
     """The work folder holds the record stores of a build split into another number of shards."""
 
@@ -108,7 +112,7 @@ def run_build(
 
     Raises:
         ConfigChangedError: the store or the output folder was built with another configuration.
-        RuntimeError: publish was asked while some shard store is missing or incomplete.
+        IncompleteBuildError: publish was asked while some shard store is missing or incomplete.
         BuildLockedError: another run is building this shard or publishing to this output folder.
         DamagedStoreError: a record store is damaged (truncated, overwritten).
         ShardCountError: the work folder holds the stores of another shard count.
@@ -224,7 +228,7 @@ def _complete_stores(config: BuildConfig, num_shards: int) -> list[Path]:
             reason = failed_records(p, examples=1) if failed else f"{p} is incomplete"
             problems.append(f"shard {i}: {reason} (rerun its worker: failed requests are retried)")
     if problems:
-        raise RuntimeError("Cannot publish:\n  " + "\n  ".join(problems))
+        raise IncompleteBuildError("Cannot publish:\n  " + "\n  ".join(problems))
     return paths
 
 
