@@ -347,8 +347,12 @@ class EngineConfig:
         default=1800.0,
         metadata={"help": "How long a task waits for each of its models' servers (base_url) to answer."},
     )
-    slurm: SlurmConfig = field(default_factory=SlurmConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
+    slurm: SlurmConfig = field(
+        default_factory=SlurmConfig, metadata={"help": "With executor slurm: the jobs' sbatch directives."}
+    )
+    ray: RayConfig = field(
+        default_factory=RayConfig, metadata={"help": "With executor ray: each task's resources."}
+    )
 
     def __post_init__(self) -> None:
         if self.tasks < 1:
@@ -395,7 +399,12 @@ class BuildConfig:
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineConfig = field(
+        default_factory=EngineConfig,
+        metadata={
+            "help": "Where the worker stages run: local, Slurm or Ray tasks (operational; docs/scale.md)."
+        },
+    )
     source_file: str | None = field(default=None, metadata={"help": "Set by the loader: the YAML file."})
 
     def __post_init__(self) -> None:
