@@ -233,7 +233,7 @@ def _local_or_ray(config: BuildConfig, task: BuildTask, logging_dir: Path) -> An
         try:
             import ray
         except ImportError as e:
-            raise RuntimeError("engine.executor: ray needs Ray: pip install 'ray[default]'") from e
+            raise RuntimeError("engine.executor: ray needs Ray: pip install 'safevid[ray]'") from e
         from datatrove.executor import RayPipelineExecutor
 
         if not ray.is_initialized():
