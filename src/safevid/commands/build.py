@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging()
     overrides = {k: v for k, v in (("output_dir", args.output_dir), ("work_dir", args.work_dir),
                                    ("engine.executor", args.executor), ("engine.tasks", args.tasks),
-                                   ("engine.workers", args.workers)) if v}  # fmt: skip
+                                   ("engine.workers", args.workers)) if v is not None}  # fmt: skip
     by_hand = args.shard is not None or args.num_shards is not None
     stages = tuple(args.stage) if args.stage else None
     try:
@@ -111,19 +111,22 @@ def run(args: argparse.Namespace) -> int:
 def _launch(config: Any, stages: tuple[str, ...] | None, args: argparse.Namespace) -> Any:
     """Run the build on the configured executor; the publish result, or None when the jobs were submitted."""
     from safevid.pipeline.engine import launch
+    from safevid.pipeline.stages import PUBLISH
 
     engine = config.engine
     print(f"Running {engine.tasks} task(s) on the {engine.executor} executor, {engine.workers} at a time")
     launched = launch(config, stages=stages, new_output=args.new_output, progress=args.progress)
-    if engine.executor == "slurm":
+    if engine.executor == "slurm" and launched.publish is None:
+        if args.push_to_hub:
+            print("Push once the publish job is done: --stage publish --push-to-hub REPO_ID")
         print(f"Submitted {len(launched.ran)} task(s) as Slurm job(s) {', '.join(launched.submitted) or '-'}; "
               f"logs and launch scripts in {launched.logging_dir}. Rerun the same command to resubmit only "
               "the tasks that did not complete.")  # fmt: skip
         return None
-    print(f"{len(launched.ran)} task(s) ran, {engine.tasks - len(launched.ran)} were complete already")
+    if stages is None or set(stages) - {PUBLISH}:
+        print(f"{len(launched.ran)} task(s) ran, {engine.tasks - len(launched.ran)} were complete already")
     if launched.publish is None:
         print("All tasks complete; publish with --stage publish.")
-        return None
     return launched.publish
 
 

@@ -187,7 +187,8 @@ def launch(
     """Run the build's worker stages as ``config.engine.tasks`` datatrove tasks, then publish.
 
     Local and Ray: the tasks run now; when all are complete, publish merges their stores here. Slurm: the worker
-    array and a publish job depending on it are submitted (``sbatch``), and this returns their ids.
+    array and a publish job depending on it are submitted (``sbatch``), and this returns their ids; publish alone
+    (no worker stage) runs here whatever the executor.
 
     Raises:
         BuildTasksFailedError: some tasks did not complete (local, Ray), each named with its reason.
@@ -209,7 +210,7 @@ def launch(
     if "ingest" in workers:
         write_plan(config, engine.tasks)
     task = BuildTask(config, workers, logging_dir, new_output=new_output, progress=progress)
-    if engine.executor == "slurm":
+    if engine.executor == "slurm" and workers:
         return _submit_slurm(config, task, logging_dir, publish)
     result = EngineResult(logging_dir, [], [])
     if workers:
