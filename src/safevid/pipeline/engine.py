@@ -19,10 +19,12 @@ walks a folder or stats a file of another task.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import urllib.error
 import urllib.request
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +116,25 @@ def wait_for_servers(config: BuildConfig, timeout_s: float, *, poll_s: float = 2
 class _LocalExecutor(LocalPipelineExecutor):
     """datatrove's local executor, where a failed task does not stop the others (it stays unmarked).
 
-    datatrove's own lets the first task error end the pool, killing the tasks in flight.
+    datatrove's own lets the first task error end the pool, killing the tasks in flight. With one worker the
+    tasks run in this process, one after another, without the manager process datatrove starts (which would
+    outlive a SIGKILLed build, holding its output pipes).
     """
+
+    def run(self) -> None:
+        if self.workers != 1:
+            super().run()
+            return
+        self.save_executor_as_json()
+        pipeline = self.pipeline
+        for rank in self.get_incomplete_ranks(
+            range(self.local_rank_offset, self.local_rank_offset + self.local_tasks)
+        ):
+            self.pipeline = deepcopy(pipeline)  # as datatrove does: each task starts from the pristine step
+            # A task's error is in its failure file and log; `launch` reports it.
+            with contextlib.suppress(Exception):
+                self._run_for_rank(rank)
+        self.pipeline = pipeline
 
     def _launch_run_for_rank(
         self, rank: int, ranks_q: Any, completed: Any = None, completed_lock: Any = None
