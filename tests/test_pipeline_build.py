@@ -204,7 +204,9 @@ def test_two_shard_workers_merge_to_the_single_worker_build(built):
         assert worker.complete
         if shard == 0:
             with pytest.raises(RuntimeError, match="shard 1: no store"):
-                run_build(demo_config(tmp, output_dir=str(tmp / "sharded")), num_shards=2, stages=("publish",))
+                run_build(
+                    demo_config(tmp, output_dir=str(tmp / "sharded")), num_shards=2, stages=("publish",)
+                )
     with pytest.raises(ShardCountError, match="in 2 shards"):
         run_build(demo_config(tmp, output_dir=str(tmp / "sharded")), num_shards=3, stages=("publish",))
     merged = run_build(sharded, num_shards=2, stages=("publish",))
