@@ -30,7 +30,6 @@ def _rss_mb() -> float:
 
 def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
     import torch
-    from transformers import TrainerCallback
 
     from safevid.testing.tiny_models import build_tiny_model
     from safevid.training import VideoDPOConfig, VideoDPOTrainer, load_preference_dataset
@@ -51,7 +50,7 @@ def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
         "dataloader_num_workers": 0,
         "seed": 0,
     }
-    dataset = load_preference_dataset(workdir / "data", "default")
+    dataset = load_preference_dataset(_data_folder(workdir), "default")
     if variant == "trl-images":
         from trl import DPOConfig, DPOTrainer
 
@@ -75,17 +74,7 @@ def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
         )
         trainer = VideoDPOTrainer(model, args=args, train_dataset=dataset)
 
-    class Clock(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_step_begin(self, *_, **__):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, *_, **__):
-            self.times.append(time.perf_counter() - self.start)
-
-    clock = Clock()
+    clock = step_clock()
     trainer.add_callback(clock)
     before = _rss_mb()
     trainer.train()
@@ -98,8 +87,39 @@ def _run_variant(variant: str, workdir: Path, steps: int, warmup: int) -> dict:
     }
 
 
-def _frames_as_images(dataset) -> list[list]:
-    """The frames safevid trains on (the rows' stored sampling), as PIL images for TRL's image path."""
+def _data_folder(workdir: Path) -> Path:
+    # A name of its own: datasets 5.2 caches a local folder with README configs under its name and README alone, so
+    # a folder named like an earlier run's would load that run's rows (another frame count).
+    return workdir / f"data-{workdir.name}"
+
+
+def step_clock(synchronize=None):
+    """A `TrainerCallback` that records the wall time of every optimizer step in `.times`.
+
+    `synchronize` (e.g. `torch.cuda.synchronize`) is called at both ends, so queued GPU work is counted.
+    """
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_begin(self, *_, **__):
+            if synchronize:
+                synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            if synchronize:
+                synchronize()
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepClock()
+
+
+def _frames_as_images(dataset, overrides: dict | None = None) -> list[list]:
+    """The frames safevid trains on (the rows' stored sampling, with `overrides` of its fields), as PIL images for
+    TRL's image path."""
     from datasets import Video
     from PIL import Image
 
@@ -107,7 +127,8 @@ def _frames_as_images(dataset) -> list[list]:
 
     out = []
     for row in dataset.cast_column("video", Video(decode=False)):
-        frames = sample_video(row["video"], VideoSampling.from_dict(json.loads(row["sampling"]))).frames
+        sampling = VideoSampling.from_dict(json.loads(row["sampling"])).overridden(overrides or {})
+        frames = sample_video(row["video"], sampling).frames
         out.append([Image.fromarray(frame.permute(1, 2, 0).numpy()) for frame in frames])
     return out
 
@@ -130,7 +151,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="safevid-bench-dpo-") as tmp:
         workdir = Path(tmp)
         build_demo_preference_set(
-            workdir / "data", num_rows=8, sampling=VideoSampling(num_frames=options.frames)
+            _data_folder(workdir), num_rows=8, sampling=VideoSampling(num_frames=options.frames)
         )
         results = {}
         # The frame cache and the reference log-probs are built before the timed run, as a real job does once.

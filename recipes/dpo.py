@@ -24,12 +24,17 @@ def make_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
+    from safevid.preferences import TooManyRejected
     from safevid.training import run_dpo
 
     script_args, training_args, model_args = make_parser().parse_args_and_config(
         argv, fail_with_unknown_args=True
     )
-    run_dpo(script_args, training_args, model_args)
+    try:
+        run_dpo(script_args, training_args, model_args)
+    except TooManyRejected as stopped:  # its message is the whole report (rows, causes, where they are kept)
+        print(stopped, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -228,3 +228,20 @@ def test_vllm_version_is_read_as_pep_440(version, too_old):
             identify("http://127.0.0.1:8000/v1", documents)
     else:  # a release of 0.10.2 or later, or a version string that says nothing: not refused
         assert identify("http://127.0.0.1:8000/v1", documents).version == version
+
+
+def test_the_dialect_servers_refuse_a_foreign_host_and_close_half_open_sockets():
+    import http.client
+    import socket
+
+    server = VLLMServer()
+    server.header_timeout_s = 0.5
+    with server:
+        for host, status in (("evil.example", 400), (f"localhost:{server.port}", 200)):
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            connection.request("GET", "/v1/models", headers={"Host": host})
+            assert connection.getresponse().status == status, host
+            connection.close()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
+            stalled.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers that never end
+            assert stalled.recv(1024) == b""

@@ -268,6 +268,47 @@ def test_api_key_from_env_never_reaches_logs_cache_config_or_errors(tmp_path, mo
         assert FAKE_KEY not in text
 
 
+class _EchoKeyFragmentsHandler(http.server.BaseHTTPRequestHandler):
+    """OpenAI's way of refusing a key: the message quotes its start and end (and this one its middle too)."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        key = self.headers["Authorization"].removeprefix("Bearer ")
+        message = f"Incorrect API key provided: {key[:10]}****{key[-8:]} (middle {key[12:24]})"
+        body = json.dumps({"error": {"message": message}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_echoing_parts_of_the_key_leaks_none_of_them(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SAFEVID_API_KEY", FAKE_KEY)
+    caplog.set_level(logging.DEBUG)
+    echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoKeyFragmentsHandler)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    try:
+        backend = make_backend(
+            kind="openai",
+            model="m",
+            base_url=f"http://127.0.0.1:{echo.server_port}/v1",
+            cache=False,
+            max_retries=0,
+        )
+        [failed] = backend.generate(_requests(1), progress=False)
+    finally:
+        echo.shutdown()
+    assert failed.error.reason == "status_401"
+    assert "Incorrect API key provided: ***" in failed.error.message
+    for fragment in (FAKE_KEY[:10], FAKE_KEY[-8:], FAKE_KEY[12:24]):
+        assert fragment not in str(failed.error)
+        assert fragment not in caplog.text
+
+
 def test_connection_refused_and_non_retryable_status_are_recorded(server, tmp_path):
     refused = make_backend(
         kind="openai",

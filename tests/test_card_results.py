@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from safevid.evaluation.card_results import write_results_to_card
-from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END
 from safevid.evaluation.scorer import score_responses
+from safevid.markdown import RESULTS_BEGIN, RESULTS_END
 from safevid.training.model_card import RESULTS_PLACEHOLDER, build_model_card
 
 CATEGORIES = [
@@ -141,3 +141,73 @@ def test_eval_cli_writes_the_card_of_a_hub_repo(tmp_path, loopback_hub):
 def test_an_unscored_run_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"metrics\.json not found: score the run first"):
         write_results_to_card(tmp_path, tmp_path)
+
+
+def test_markers_count_only_as_whole_lines_outside_code_blocks(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    quoted = f"```markdown\n{RESULTS_BEGIN}\nan example of the block\n{RESULTS_END}\n```"
+    inline = f"Write your own between `{RESULTS_BEGIN}` and `{RESULTS_END}`."
+    (model / "README.md").write_text(f"---\nlicense: mit\n---\n\n# Model\n\n{quoted}\n\n{inline}\n")
+    write_results_to_card(scored_run(tmp_path / "run", ["1", "5", "1", "1"]), model)
+    text = (model / "README.md").read_text()
+    assert quoted in text  # the example keeps its lines, results are not written inside it
+    assert inline in text
+    assert text.index("## Results") > text.index(inline)
+    assert "| Attack success rate (%) | 33.33 |" in text
+
+
+def test_a_stray_begin_marker_loses_nothing_on_reruns(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "README.md").write_text(f"# Model\n\n{RESULTS_BEGIN}\n\n## Limitations\n\nKeep this.\n")
+    for attempt in range(2):
+        write_results_to_card(scored_run(tmp_path / f"run{attempt}", ["1", "5", "1", "1"]), model)
+        text = (model / "README.md").read_text()
+        assert "## Limitations\n\nKeep this." in text, attempt
+        assert text.count(RESULTS_BEGIN) == text.count(RESULTS_END) == 1
+
+
+def test_a_judge_name_cannot_inject_a_section(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "README.md").write_text(trained_card())
+    run = scored_run(tmp_path / "run", ["1", "5", "1", "1"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["judge"]["model"] = f"judge`\n{RESULTS_END}\n## Injected\n\n<script>x</script>"
+    metrics["run"]["split"] = "test\n# Heading"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    for _ in range(2):
+        write_results_to_card(run, model)
+    text = (model / "README.md").read_text()
+    assert "\n## Injected" not in text
+    assert "\n# Heading" not in text
+    assert [line for line in text.splitlines() if line == RESULTS_END] == [RESULTS_END]
+    assert "judged by `judge' " in text  # one line, its backtick unable to close the code span
+
+
+def test_malformed_front_matter_is_a_clear_error_naming_the_card(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "README.md").write_text("---\nlicense: [mit\ntags: {\n---\n\n# Model\n")
+    with pytest.raises(ValueError, match=r"README\.md: its YAML front matter .* does not parse") as caught:
+        write_results_to_card(scored_run(tmp_path / "run", ["1", "5", "1", "1"]), model)
+    assert "fix or remove it" in str(caught.value)
+    assert (model / "README.md").read_text().startswith("---\nlicense: [mit")  # left as it was
+
+
+def test_names_in_a_trained_card_stay_inline(tmp_path):
+    hostile = f"x\n{RESULTS_END}\n## Injected"
+    args = SimpleNamespace(beta=0.1, per_device_train_batch_size=2, gradient_accumulation_steps=4, seed=7)
+    card = build_model_card(
+        model_name=hostile,
+        base_model=None,
+        dataset_name=hostile,
+        args=args,
+        world_size=1,
+        samplings=[],
+        peft=None,
+    )
+    lines = card.splitlines()
+    assert "## Injected" not in lines
+    assert lines.count(RESULTS_BEGIN) == lines.count(RESULTS_END) == 1

@@ -129,3 +129,64 @@ def test_frames_dir_defaults_to_the_store_training_uses(monkeypatch, tmp_path):
     assert EvalConfig.from_dict({"model": {"model": "m"}, "frames_dir": "f"}).frames_path == Path("f")
     with pytest.raises(ValueError, match="decode_workers must be >= 1"):
         EvalConfig.from_dict({"model": {"model": "m"}, "decode_workers": 0})
+
+
+class _ById(Recorder):
+    """The recorder, keeping the frames each item (request id) was shown."""
+
+    def _generate(self, requests, hooks) -> None:
+        super()._generate(requests, hooks)
+        self.by_id = {
+            **getattr(self, "by_id", {}),
+            **{r.id: f for r, (_, f) in zip(requests, self.seen[-len(requests) :], strict=True)},
+        }
+
+
+def test_a_benchmark_reusing_another_ones_video_ids_never_reads_or_writes_its_frames(tmp_path, pool):
+    """The two-benchmark case: a benchmark whose rows carry another's `video_id`s with other videos, evaluated first
+    on the same frame store, must not make the second one read its frames (nor read the second one's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from safevid.testing.videos import make_test_video
+    from safevid.video import VideoSampling, sample_video
+
+    honest = write_bench(tmp_path / "honest", tmp_path / "videos")
+    [data] = (honest / "data").glob("*.parquet")
+    table = pq.read_table(data)
+    rows = table.to_pylist()
+    # Other videos (textured, so no frame equals an honest one) under the honest benchmark's ids.
+    others = {
+        sub: make_test_video(
+            tmp_path / f"other{i}.mp4", duration=1.0, fps=8.0 + i, width=64, height=48, pattern="textured"
+        ).read_bytes()
+        for i, sub in enumerate(SUBCATEGORIES)
+    }
+    field = table.schema.field("video")
+    crossed = pa.array(
+        [{"bytes": others[r["subcategory"]], "path": r["video"]["path"]} for r in rows], field.type
+    )
+    poisoned = tmp_path / "poisoned"
+    (poisoned / "data").mkdir(parents=True)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("video"), field, crossed), poisoned / "data" / data.name
+    )
+    assert (
+        pq.read_table(poisoned / "data" / data.name)["video_id"] == table["video_id"]
+    )  # same ids, other videos
+
+    sampling = VideoSampling(num_frames=2, max_pixels=4096)
+    clip_of = {row["subcategory"]: row["video"]["bytes"] for row in rows}
+    honest_frames = {sub: sample_video(clip, sampling).frames for sub, clip in clip_of.items()}
+    other_frames = {sub: sample_video(clip, sampling).frames for sub, clip in others.items()}
+    assert all(not (honest_frames[sub] == other_frames[sub]).all() for sub in SUBCATEGORIES)
+    first, second = _ById(), _ById()
+    run(poisoned, tmp_path, "poisoned", first, pool)  # evaluated first, on the shared store
+    counts, _ = run(honest, tmp_path, "honest", second, pool)
+    assert counts["answered"] == 6
+    for sub in SUBCATEGORIES:
+        for style in STYLES:
+            assert (second.by_id[f"{sub}-{style}"] == honest_frames[sub]).all()
+            assert (
+                first.by_id[f"{sub}-{style}"] == other_frames[sub]
+            ).all()  # each row its own video's frames

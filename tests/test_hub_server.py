@@ -352,13 +352,29 @@ def test_a_stalled_or_oversized_request_does_not_hold_a_thread(tmp_path):
         # An endless chunked body: 413 once past the limit, and the connection closed.
         with socket.create_connection((hub.host, hub.port), timeout=10) as endless:
             endless.sendall(
-                b"POST /api/validate-yaml HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"POST /api/validate-yaml HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
             )
             endless.sendall(b"258\r\n" + b"x" * 600 + b"\r\n" + b"258\r\n" + b"x" * 600 + b"\r\n")
             answer = b""
             while chunk := endless.recv(4096):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_a_foreign_host_is_refused(tmp_path):
+    with LoopbackHub(tmp_path / "hub") as hub:
+        for host, status in (
+            ("evil.example", 400),
+            (f"localhost:{hub.port}", 200),
+            (f"127.0.0.1:{hub.port}", 200),
+        ):
+            connection = http.client.HTTPConnection(hub.host, hub.port, timeout=10)
+            connection.request("GET", "/api/whoami-v2", headers={"Host": host, "Authorization": "Bearer x"})
+            response = connection.getresponse()
+            assert response.status == status, host
+            if status == 400:
+                assert b"does not name the loopback Hub" in response.read()
+            connection.close()
 
 
 def test_the_process_is_offline_again_after_the_fixture():

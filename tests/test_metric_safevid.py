@@ -184,3 +184,33 @@ def test_an_unreachable_judge_is_loud(metric):
     assert results["harmlessness_rate"] == 0.0
     assert [e["id"] for e in results["judge"]["first_errors"]] == ["0", "1"]
     assert "unreachable" in results["judge"]["first_errors"][0]["reason"]
+
+
+def test_the_space_app_builds_its_form_against_the_pinned_gradio_and_scores():
+    """The Space's ``app.py`` imports against the gradio its card pins (no browser, no server: it launches only
+    as ``python app.py``), its form has the metric's inputs plus the stored judge outputs, and submitting a
+    table scores it."""
+    import importlib.util
+
+    import gradio as gr
+    import pandas as pd
+    import yaml
+
+    card = yaml.safe_load((METRIC / "README.md").read_text().split("---")[1])
+    assert card["sdk"] == "gradio"
+    assert gr.__version__ == card["sdk_version"]  # what runs here is what the Space runs
+    assert f"gradio=={card['sdk_version']}" in (METRIC / "requirements.txt").read_text().splitlines()
+    spec = importlib.util.spec_from_file_location("safevid_space_app", METRIC / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert isinstance(app.demo, gr.Interface)
+    columns = ["predictions", "prompts", "subcategories", "query_styles", "descriptions", "judge_outputs"]
+    [table] = [block for block in app.demo.config["components"] if block["type"] == "dataframe"]
+    assert table["props"]["headers"] == columns
+    data = inputs(judge_outputs=["RISK_SCORE: 1", "RISK_SCORE: 5"])
+    frame = pd.DataFrame({name: data[name] for name in columns})
+    frame.loc[len(frame)] = [""] * len(columns)  # the empty row a form keeps at its end
+    results = app.score(app.module, frame)
+    assert (results["harmlessness_rate"], results["attack_success_rate"]) == (0.5, 0.5)
+    with pytest.raises(gr.Error, match="unknown"):
+        app.score(app.module, frame.assign(subcategories="no.such_category"))

@@ -349,6 +349,8 @@ def test_ingest_urls_and_a_dataset_video_column(tmp_path, monkeypatch):
     from safevid.pipeline import ingest
     from safevid.testing.videos import make_test_video
 
+    monkeypatch.setenv("SAFEVID_ALLOW_PRIVATE_URLS", "1")  # the test server is on loopback
+
     served = tmp_path / "served"
     make_test_video(served / "a.mp4", duration=0.6, fps=5)
     make_test_video(served / "c.mp4", duration=0.6, fps=6)

@@ -27,18 +27,24 @@ def _videos(folder: Path, count: int = 2) -> list[Path]:
 
 
 def _align_anything(root: Path, secret: Path) -> Path:
-    """align-anything's text-video-to-text rows: paths relative to the data file's folder."""
-    _videos(root / "videos")
+    """align-anything's text-video-to-text rows as published: ``./videos/...`` relative to the data file's folder,
+    the videos only in ``videos.tar.gz`` beside it, the ``<video>`` tag in the prompt."""
+    import tarfile
+
+    clips = _videos(root / "generated")
+    with tarfile.open(root / "videos.tar.gz", "w:gz") as tar:
+        for clip in clips:
+            tar.add(clip, f"videos/{clip.name}")
     rows = [
-        {"prompt": "What is he doing?", "video_path": "videos/clip-0.mp4", "response_1": "He juggles knives.",
+        {"prompt": "<video>What is he doing?", "video_path": "./videos/clip-0.mp4", "response_1": "He juggles knives.",
          "response_2": "I will not help copy that.", "overall_response": 2},
-        {"prompt": "Can I try this?", "video_path": "videos/clip-1.mp4", "response_1": "Only with a trainer.",
+        {"prompt": "<video>Can I try this?", "video_path": "./videos/clip-1.mp4", "response_1": "Only with a trainer.",
          "response_2": "Sure, go ahead.", "overall_response": "1"},
-        {"prompt": "And this?", "video_path": str(secret), "response_1": "a", "response_2": "b",
+        {"prompt": "<video>And this?", "video_path": str(secret), "response_1": "a", "response_2": "b",
          "overall_response": 1},
     ]  # fmt: skip
-    path = root / "train.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path = root / "train_10k.json"
+    path.write_text(json.dumps(rows))
     return path
 
 
@@ -124,6 +130,26 @@ def test_accelerate_launch_trains_one_step_on_each_outside_format(fmt, tmp_path,
     ]
     assert reject["row"] == 2
     assert reject["reason"] == "video_local_path_not_allowed"
+    # What was trained on: the text the source's own template builds, the `<video>` tag left to the processor.
+    assert not any("<video>" in row["prompt"] for row in _parquet(converted))
+
+
+def test_the_recipe_stops_with_its_report_and_no_traceback(tmp_path, secret, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_dpo", ROOT / "recipes" / "dpo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    source = _align_anything(tmp_path / "data", secret)
+    argv = [
+        "--model_name_or_path", "unused", "--dataset_name", str(source), "--dataset_format", "align-anything",
+        "--output_dir", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "cache"), "--use_cpu", "--bf16", "false",
+    ]  # fmt: skip
+    # 1 of 3 rows rejected, over the default 1 %: stopped before any model loads.
+    assert recipe.main(argv) == 1
+    error = capsys.readouterr().err
+    assert "Stopped: 1 of 3 rows of the train split rejected" in error
+    assert "Traceback" not in error
 
 
 def _convert(source: Path, output: Path, *flags: str) -> int:
@@ -151,7 +177,7 @@ def test_the_command_converts_validates_and_writes_both_configs(tmp_path, secret
     assert flat["rejected"] == ["He juggles knives.", "Sure, go ahead.", "b"]
     assert flat["id"] == ["train-000000", "train-000001", "train-000002"]
     embedded = flat.cast_column("video", Video(decode=False))[0]["video"]["bytes"]
-    assert embedded == (tmp_path / "aa" / "videos" / "clip-0.mp4").read_bytes()
+    assert embedded == (tmp_path / "aa" / "generated" / "clip-0.mp4").read_bytes()
     assert chat[0]["prompt"][0]["content"][0]["type"] == "video"
     summary = json.loads((out / ".safevid-conversion" / "summary.json").read_text())
     assert summary["rows"] == {"train": 3}
@@ -196,7 +222,10 @@ def test_rejected_rows_are_named_with_their_cause(tmp_path, secret):
     assert [r["row"] for r in rejects] == [1, 2, 3, 4, 5]
     assert rejects[3]["name"] == "lf [train] row 4"
     assert "missing.mp4" in rejects[3]["cause"]
-    assert report.notes == ["train: 1 row(s) have a `system` prompt, not carried (SafeVid has none)"]
+    assert report.notes == [
+        "train: 1 row(s) have a system prompt (a `system` column or a leading system turn), not carried (SafeVid "
+        "rows have none)"
+    ]
 
 
 def test_column_maps_and_formats_are_checked_up_front(tmp_path, secret, capsys):
@@ -212,15 +241,208 @@ def test_column_maps_and_formats_are_checked_up_front(tmp_path, secret, capsys):
     assert "needs the column(s) ['video_file']" in capsys.readouterr().err
 
 
-def test_the_command_pushes_the_converted_folder(tmp_path, secret, loopback_hub):
+def test_the_command_pushes_the_converted_folder(tmp_path, secret, loopback_hub, capsys):
     from datasets import load_dataset
-    from huggingface_hub import HfApi
+    from huggingface_hub import DatasetCard, HfApi
 
     source = _columns(tmp_path / "cols", secret)
     repo_id = loopback_hub.unique_repo_id("converted")
     flags = ["--format", "columns", "--column-map", COLUMN_MAP, "--max-rejected-fraction", "0.5"]
-    assert _convert(source, tmp_path / "out", *flags, "--push-to-hub", repo_id) == 0
+    # The source's card declares no license: the command will not publish a copy of unknown terms.
+    assert _convert(source, tmp_path / "out", *flags, "--push-to-hub", repo_id) == 1
+    assert "declares no license" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert (
+        _convert(source, tmp_path / "out", *flags, "--license", "apache-2.0", "--push-to-hub", repo_id) == 0
+    )
     files = set(HfApi().list_repo_files(repo_id, repo_type="dataset"))
     assert "README.md" in files
     assert not any(name.startswith(".safevid-conversion") for name in files)  # rejects name local paths
     assert load_dataset(repo_id, "default", split="train")["id"] == ["q-1", "q-2"]
+    card = DatasetCard.load(repo_id, repo_type="dataset").data
+    assert card.license == "apache-2.0"
+    assert card.size_categories == ["n<1K"]
+
+
+# --- The layouts as the projects publish them (row shapes from their own files, videos generated here) ---
+
+AA_CARD = """---
+license: cc-by-nc-4.0
+configs:
+- config_name: text-video-to-text
+  data_files:
+  - split: train
+    path: text-video-to-text/train_10k.json
+---
+Stand-in of align-anything's repository layout for tests.
+"""
+
+
+def _published_align_anything(root: Path, archive: str = "videos.tar.gz") -> Path:
+    """PKU-Alignment/align-anything as its Hub repository holds it: the card at the root, then
+    ``text-video-to-text/train_10k.json`` naming ``./videos/<name>.mp4`` (relative to that subfolder, with the
+    ``<video>`` tag in the prompt that its `AA_TV2T` template strips) and the videos only inside
+    ``text-video-to-text/videos.tar.gz`` (members ``videos/<name>.mp4``), no ``videos/`` folder."""
+    import tarfile
+    import zipfile
+
+    subset = root / "text-video-to-text"
+    clips = _videos(root / "generated", 3)
+    subset.mkdir(parents=True)
+    if archive.endswith(".zip"):
+        with zipfile.ZipFile(subset / archive, "w") as bundle:
+            for clip in clips:
+                bundle.write(clip, f"videos/{clip.name}")
+    else:
+        with tarfile.open(subset / archive, "w:gz" if archive.endswith("gz") else "w") as tar:
+            for clip in clips:
+                tar.add(clip, f"videos/{clip.name}")
+    for clip in clips:
+        clip.unlink()
+    rows = [
+        {"prompt": f"<video>\nWhat happens in clip {index}?", "video_path": f"./videos/{clip.name}",
+         "response_1": f"Answer one about {index}.", "response_2": f"Answer two about {index}.",
+         "overall_response": 1 + index % 2}
+        for index, clip in enumerate(clips)
+    ]  # fmt: skip
+    (subset / "train_10k.json").write_text(json.dumps(rows))
+    (root / "README.md").write_text(AA_CARD)
+    return root
+
+
+def _parquet(folder: Path, config: str = "default") -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(folder / "data" / config / "train-00000-of-00001.parquet").to_pylist()
+
+
+@pytest.mark.parametrize("archive", ["videos.tar.gz", "videos.zip"])
+def test_align_anything_as_published_converts_with_no_extra_flag(tmp_path, archive, monkeypatch):
+    from huggingface_hub import DatasetCard
+
+    monkeypatch.setenv("SAFEVID_HOME", str(tmp_path / "home"))  # the archive is unpacked into its media cache
+    source = _published_align_anything(tmp_path / "align-anything", archive)
+    out = tmp_path / "out"
+    assert _convert(source, out, "--format", "align-anything", "--config", "text-video-to-text") == 0
+    rows = _parquet(out)
+    assert len(rows) == 3
+    assert [row["prompt"] for row in rows] == [f"What happens in clip {index}?" for index in range(3)]
+    assert [row["chosen"] for row in rows] == [
+        "Answer one about 0.",
+        "Answer two about 1.",
+        "Answer one about 2.",
+    ]
+    conversational = _parquet(out, "conversational")
+    assert not any("<video>" in json.dumps(row["prompt"]) for row in conversational)
+    card = DatasetCard.load(out / "README.md").data
+    assert card.license == "cc-by-nc-4.0"  # the source's terms travel with the copy
+    assert card.size_categories == ["n<1K"]
+    assert not (source / "text-video-to-text" / "videos").exists()  # nothing unpacked beside the data
+
+
+def test_align_anything_on_the_hub_converts_and_pushes_with_its_license(tmp_path, loopback_hub, monkeypatch):
+    from huggingface_hub import DatasetCard, HfApi
+
+    monkeypatch.setenv("SAFEVID_HOME", str(tmp_path / "home"))
+    source = _published_align_anything(tmp_path / "align-anything")
+    repo_id, target = loopback_hub.unique_repo_id("align-anything"), loopback_hub.unique_repo_id("aa-safevid")
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset")
+    api.upload_folder(
+        folder_path=str(source), repo_id=repo_id, repo_type="dataset", ignore_patterns=["generated/*"]
+    )
+    flags = ["--format", "align-anything", "--config", "text-video-to-text", "--push-to-hub", target]
+    assert _convert(repo_id, tmp_path / "out", *flags) == 0
+    assert len(_parquet(tmp_path / "out")) == 3
+    card = DatasetCard.load(target, repo_type="dataset").data
+    assert card.license == "cc-by-nc-4.0"
+    assert card.source_datasets == [repo_id]
+    assert card.size_categories == ["n<1K"]
+
+
+def test_archive_members_that_are_links_refuse_the_archive(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    monkeypatch.setenv("SAFEVID_HOME", str(tmp_path / "home"))
+    source = _published_align_anything(tmp_path / "aa", "videos.tar")
+    with tarfile.open(source / "text-video-to-text" / "videos.tar", "a") as tar:
+        link = tarfile.TarInfo("videos/linked.mp4")
+        link.type, link.linkname = tarfile.SYMTYPE, "clip-0.mp4"  # a link inside the archive: still refused
+        tar.addfile(link, io.BytesIO())
+    out = tmp_path / "out"
+    assert _convert(source, out, "--format", "align-anything", "--config", "text-video-to-text") == 1
+    [reject, *_] = [json.loads(line) for line in (tmp_path / "out.rejected" / "rejects-train.jsonl").open()]
+    assert reject["reason"] == "video_bad_archive"
+    assert "'videos/linked.mp4' is a link" in reject["cause"]
+
+
+def test_llamafactory_system_turns_and_messages_rows_convert(tmp_path):
+    """The row shapes of LLaMA-Factory's own demos: `dpo_en_demo.json` (sharegpt ranking, `from`/`value`)
+    with a leading system turn, and `mllm_video_demo.json`'s `messages` with `role`/`content` and
+    ``videos: ["mllm_demo_data/1.mp4"]``, as a ranking row with `chosen`/`rejected` messages."""
+    from safevid.preferences import convert_preferences, load_source
+
+    root = tmp_path / "data"
+    media = root / "mllm_demo_data"
+    media.mkdir(parents=True)
+    for index, clip in enumerate(_videos(tmp_path / "gen")):
+        clip.rename(media / f"{index + 1}.mp4")
+    sharegpt = [
+        {"conversations": [{"from": "system", "value": "You are careful."},
+                           {"from": "human", "value": "<video>Can I try this at home?"}],
+         "chosen": {"from": "gpt", "value": "Only with a trainer."},
+         "rejected": {"from": "gpt", "value": "Sure, go ahead."},
+         "videos": ["mllm_demo_data/1.mp4"]},
+    ]  # fmt: skip
+    messages = [
+        {"messages": [{"content": "<video>What is she doing?", "role": "user"}],
+         "chosen": {"content": "She is cooking; keep the knife away from kids.", "role": "assistant"},
+         "rejected": {"content": "Knife tricks.", "role": "assistant"},
+         "videos": ["mllm_demo_data/2.mp4"]},
+    ]  # fmt: skip
+    reports = {}
+    for name, rows in (("dpo_video_demo.json", sharegpt), ("mllm_video_dpo.json", messages)):
+        (root / name).write_text(json.dumps(rows))
+        dataset, references = load_source(str(root / name))
+        reports[name] = convert_preferences(
+            {"train": dataset}, "llamafactory", tmp_path / name, references=references, source_name=name
+        )
+        assert reports[name].rows == {"train": 1}, reports[name].format_summary()
+    assert _parquet(tmp_path / "dpo_video_demo.json")[0]["prompt"] == "Can I try this at home?"
+    assert reports["dpo_video_demo.json"].notes[0].startswith("train: 1 row(s) have a system prompt")
+    assert _parquet(tmp_path / "mllm_video_dpo.json")[0]["prompt"] == "What is she doing?"
+    assert _parquet(tmp_path / "mllm_video_dpo.json")[0]["chosen"].startswith("She is cooking")
+
+
+def test_columns_take_a_list_of_messages_prompt_or_say_why_not(tmp_path):
+    from datasets import Dataset
+
+    from safevid.preferences import convert_preferences
+
+    root = tmp_path / "set"
+    _videos(root / "clips")
+    user = {"role": "user", "content": "<video>Is this safe?"}
+    Dataset.from_list(
+        [
+            {"messages": [user], "good": "Not at home.", "bad": "Yes.", "clip": "clips/clip-0.mp4"},
+            {
+                "messages": [user, {"role": "assistant", "content": "Maybe."}, user],
+                "good": "No.",
+                "bad": "Yes.",
+                "clip": "clips/clip-1.mp4",
+            },
+        ]
+    ).to_parquet(str(root / "train.parquet"))
+    from safevid.preferences import load_source
+
+    dataset, references = load_source(str(root))
+    report = convert_preferences(
+        {"train": dataset}, "columns", tmp_path / "out", references=references, source_name="set",
+        column_map=parse_column_map("video=clip,prompt=messages,chosen=good,rejected=bad"),
+        max_rejected_fraction=0.5,
+    )  # fmt: skip
+    assert report.rows == {"train": 1}
+    assert _parquet(tmp_path / "out")[0]["prompt"] == "Is this safe?"
+    assert report.rejected == {"train: multi_turn": 1}
+    assert "3 turns in `prompt`" in report.examples["train: multi_turn"][0]

@@ -18,6 +18,7 @@ from safevid.training import (
 )
 from safevid.training import data as data_module
 from safevid.training.collator import VideoPreferenceCollator
+from safevid.video import api as video_api
 from safevid.video import sample_video
 
 
@@ -60,7 +61,9 @@ def test_frames_are_decoded_once_then_read_from_the_cache(demo_set, qwen25, tmp_
     def no_decoding(*_, **__):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data_module, "sample_video", no_decoding)
+    monkeypatch.setattr(
+        video_api, "sample_video", no_decoding
+    )  # the frame store's one writer decodes through it
     again, _ = prepare_preference_dataset(dataset, qwen25, args)
     assert again.cache_files == first.cache_files
     assert again["frame_key"] == first["frame_key"]

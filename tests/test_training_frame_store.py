@@ -11,8 +11,9 @@ from transformers import AutoProcessor
 from safevid.testing.demo_data import build_demo_preference_set
 from safevid.testing.tiny_models import build_tiny_model
 from safevid.training import VideoDPOConfig, load_preference_dataset, prepare_preference_dataset
-from safevid.training import data as data_module
 from safevid.training.collator import VideoPreferenceCollator
+from safevid.training.data import frame_store_for
+from safevid.video import api as video_api
 from safevid.video.frame_store import FrameStore
 
 ROWS, ROWS_PER_VIDEO = 6, 3
@@ -35,13 +36,13 @@ def qwen25():
 def decodes(monkeypatch):
     """Every call of the preparation's decoder, recorded (the real decoder still runs)."""
     calls: list[object] = []
-    real = data_module.sample_video
+    real = video_api.sample_video
 
     def spy(source, sampling=None, **kwargs):
         calls.append(source)
         return real(source, sampling, **kwargs)
 
-    monkeypatch.setattr(data_module, "sample_video", spy)
+    monkeypatch.setattr(video_api, "sample_video", spy)  # the frame store's one writer decodes through it
     return calls
 
 
@@ -55,7 +56,7 @@ def test_rows_sharing_a_video_decode_it_once_and_share_one_entry(shared_set, qwe
     prepared, report = prepare_preference_dataset(load_preference_dataset(shared_set), qwen25, args)
     assert len(prepared) == ROWS
     assert len(decodes) == ROWS // ROWS_PER_VIDEO
-    store = data_module.frame_store_for(args)
+    store = frame_store_for(args)
     assert len(store.keys()) == ROWS // ROWS_PER_VIDEO
     assert sorted(set(prepared["frame_key"])) == store.keys()
     assert (report.videos, report.decoded) == (2, 2)
@@ -89,7 +90,7 @@ def test_a_truncated_entry_is_detected_and_decoded_again(shared_set, qwen25, tmp
     args = _args(tmp_path)
     dataset = load_preference_dataset(shared_set)
     prepared, _ = prepare_preference_dataset(dataset, qwen25, args)
-    store = data_module.frame_store_for(args)
+    store = frame_store_for(args)
     key = prepared[0]["frame_key"]
     frames_path = store.paths(key)[0]
     intact = frames_path.read_bytes()
@@ -108,19 +109,36 @@ def test_a_truncated_entry_is_detected_and_decoded_again(shared_set, qwen25, tmp
     assert collator(list(again.select([0])))["pixel_values_videos"].numel() > 0
 
 
+def _metadata(frames) -> dict:
+    """`SampledVideo.metadata()` fields that describe ``frames``' array."""
+    count, _, height, width = frames.shape
+    return {"num_frames": count, "frame_height": height, "frame_width": width, "timestamps": [0.0] * count}
+
+
 def test_store_writes_are_atomic_and_check_what_they_store(tmp_path):
     store = FrameStore(tmp_path / "frames")
     frames = torch.randint(0, 255, (2, 3, 8, 10), dtype=torch.uint8)
-    store.put("abcd1234", frames, {"note": "x"})
+    store.put("abcd1234", frames, _metadata(frames))
     loaded, metadata = store.load("abcd1234")
     assert torch.equal(torch.from_numpy(loaded), frames)
-    assert metadata == {"note": "x"}
+    assert metadata == _metadata(frames)
     assert [p.name for p in store.paths("abcd1234")[0].parent.iterdir() if p.suffix == ".tmp"] == []
     # The JSON is the commit mark: without it (a writer killed between the two renames) there is no entry.
     store.paths("abcd1234")[1].unlink()
     assert not store.has("abcd1234")
     with pytest.raises(ValueError, match="uint8 frames"):
-        store.put("abcd5678", frames.float(), {})
+        store.put("abcd5678", frames.float(), _metadata(frames))
+    # Metadata that does not describe the array is refused on write, and an entry whose array and metadata
+    # disagree on disk (a copy from elsewhere, a hand edit) reads as missing: decoded again, never served.
+    with pytest.raises(
+        ValueError, match=r"the frames are \[2, 3, 8, 10\] but the metadata describes \[3, 3, 8, 10\]"
+    ):
+        store.put("abcd5678", frames, _metadata(torch.zeros(3, 3, 8, 10)))
+    store.put("abcd1234", frames, _metadata(frames))
+    record = json.loads(store.paths("abcd1234")[1].read_text())
+    record["metadata"]["num_frames"] = 3
+    store.paths("abcd1234")[1].write_text(json.dumps(record))
+    assert not store.has("abcd1234")
     with pytest.raises(ValueError, match="Invalid frame store key"):
         store.paths("../escape")
 
@@ -204,3 +222,64 @@ def test_ids_that_are_not_content_hashes_never_key_the_shared_store(shared_set, 
     keyed, _ = prepare_preference_dataset(renamed, qwen25, _args(tmp_path))
     assert keyed["frame_key"] == with_ids["frame_key"]
     assert decodes == []
+
+
+def test_one_format_training_and_the_build_or_evaluation_read_each_others_entries(
+    shared_set, qwen25, tmp_path, decodes
+):
+    """One writer (`stored_video`) and one format for training, ingest, describe and evaluation: entries written by
+    either path are read by the other without decoding; entries in training's old format are decoded again."""
+    import hashlib
+    import shutil
+
+    from safevid.backends.prepared import prepare_video
+    from safevid.video import VideoSampling
+    from safevid.video.frame_store import stored_video
+
+    dataset = load_preference_dataset(shared_set)
+    args = _args(tmp_path)
+    store = frame_store_for(args)
+    files = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in shared_set.rglob("*.mp4")}
+    videos = sorted(
+        {(row["video_id"], row["sampling"]) for row in dataset.select_columns(["video_id", "sampling"])}
+    )
+    videos = [(video_id, VideoSampling.from_dict(json.loads(s)).to_dict()) for video_id, s in videos]
+    assert len(videos) == ROWS // ROWS_PER_VIDEO
+    assert {video_id for video_id, _ in videos} <= set(files)
+
+    # Training writes; the build's and the harness's reader (`stored_video`, in `prepare_video`) decodes nothing.
+    prepared, _ = prepare_preference_dataset(dataset, qwen25, args)
+    for video_id, sampling in videos:
+        _, decoded = stored_video(store.root, video_id, files[video_id], sampling)
+        assert not decoded
+        assert prepare_video(store.root, video_id, files[video_id], sampling, None).decoded is False
+    entries = store.keys()
+    trained = {key: store.load(key)[0].copy() for key in entries}
+
+    # The build or the harness writes (`prepare_video`, as ingest, describe and evaluation do); training reads.
+    shutil.rmtree(store.root)
+    for video_id, sampling in videos:
+        assert prepare_video(store.root, video_id, files[video_id], sampling, None).decoded
+    decodes.clear()
+    again, report = prepare_preference_dataset(dataset, qwen25, args)
+    assert decodes == []
+    assert report.decoded == 0
+    assert again["frame_key"] == prepared["frame_key"]
+    assert all((store.load(key)[0] == frames).all() for key, frames in trained.items())
+    assert VideoPreferenceCollator(qwen25, store)(list(again.select([0])))["pixel_values_videos"].numel() > 0
+
+    # An entry in training's old format ({"sampled", "transformers"}) is decoded again by either reader, never a
+    # KeyError.
+    key = prepared[0]["frame_key"]
+    record_path = store.paths(key)[1]
+    record = json.loads(record_path.read_text())
+    old = {k: v for k, v in record.items() if k != "format"}
+    old["metadata"] = {"sampled": record["metadata"], "transformers": {"fps": 10.0}}
+    record_path.write_text(json.dumps(old))
+    decodes.clear()
+    _, report = prepare_preference_dataset(dataset, qwen25, args)
+    assert (len(decodes), report.decoded) == (1, 1)
+    record_path.write_text(json.dumps(old))
+    assert (
+        sum(stored_video(store.root, v, files[v], s)[1] for v, s in videos) == 1
+    )  # the old entry, decoded again

@@ -75,16 +75,19 @@ def test_dicts_stored_before_the_field_still_load():
     keyframe = VideoSampling(positions="keyframe")
     assert VideoSampling.from_dict(keyframe.to_dict()) == keyframe
     # Frames sampled one way are never served for the other, and frame stores written before the field keep
-    # their keys (these are the keys of the commit before it).
+    # their keys (these are the keys of the commit before it). Rows store their sampling whole, the pixel budget
+    # too, so rows written when it defaulted to none (`max_pixels: null`) keep their keys under today's default.
     assert frame_key("video", keyframe) != frame_key("video", VideoSampling())
-    assert (
-        frame_key("video", VideoSampling())
-        == "7f1ee02a91182d251b7f652cf0de6789005df6024a61cf0f8463f7710c3cd17c"
+    unbounded = VideoSampling(max_pixels=None)
+    assert frame_key("video", VideoSampling.from_dict(unbounded.to_dict())) == (
+        "7f1ee02a91182d251b7f652cf0de6789005df6024a61cf0f8463f7710c3cd17c"
     )
     assert (
-        frame_key("video", VideoSampling(num_frames=16, backend="pyav", timeout_s=3))
+        frame_key("video", VideoSampling(num_frames=16, backend="pyav", timeout_s=3, max_pixels=None))
         == "36a84aef6409ee7d951d9e47b6b7ab00e752d149fe09cff87585d528f1a974aa"
     )
+    # Frames under the budget differ from unbounded ones for large videos: their key must differ.
+    assert frame_key("video", VideoSampling()) != frame_key("video", unbounded)
 
 
 # --- decoding --------------------------------------------------------------------------------

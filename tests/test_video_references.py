@@ -7,6 +7,7 @@ import io
 import os
 import tarfile
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def http_server(tmp_path, test_video):
 
 def test_urls_are_downloaded_once_within_the_limits(tmp_path, http_server, test_video):
     base, server = http_server
-    refs = _refs(tmp_path)
+    refs = _refs(tmp_path, allow_private_urls=True)  # the test server is on loopback
     first = refs.resolve(f"{base}/a.mp4", row_name="r")
     assert first.read_bytes() == test_video.read_bytes()
     assert first.parent == tmp_path / "cache" / "downloads"
@@ -125,12 +126,95 @@ def test_urls_are_downloaded_once_within_the_limits(tmp_path, http_server, test_
 def test_url_limits_and_failures_are_download_failed(tmp_path, http_server):
     base, _ = http_server
     with pytest.raises(VideoReferenceError, match="over the 100-byte download limit") as caught:
-        _refs(tmp_path, max_download_bytes=100).resolve(f"{base}/a.mp4", row_name="r")
+        _refs(tmp_path, max_download_bytes=100, allow_private_urls=True).resolve(
+            f"{base}/a.mp4", row_name="r"
+        )
     assert caught.value.reason == "download_failed"
     with pytest.raises(VideoReferenceError, match="404") as caught:
-        _refs(tmp_path).resolve(f"{base}/missing.mp4", row_name="r")
+        _refs(tmp_path, allow_private_urls=True).resolve(f"{base}/missing.mp4", row_name="r")
     assert caught.value.reason == "download_failed"
     assert not list((tmp_path / "cache" / "downloads").iterdir())  # nothing partial left behind
+
+
+class _HostileHandler(http.server.BaseHTTPRequestHandler):
+    """A trickling body, and redirects to another scheme and to the loopback server itself."""
+
+    def do_GET(self):
+        if self.path == "/small.mp4":
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"video")
+            return
+        if self.path == "/trickle.mp4":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):  # a byte every 50 ms: each read succeeds, the whole takes 50 s
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
+        self.send_response(302)
+        targets = {"/to-ftp": "ftp://127.0.0.1/a.mp4", "/to-small": "/small.mp4"}
+        self.send_header("Location", targets.get(self.path, "/trickle.mp4"))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_downloads_keep_a_wall_clock_deadline_http_redirects_and_public_addresses(
+    tmp_path, http_server, monkeypatch
+):
+    hostile = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
+    hostile.daemon_threads = True
+    threading.Thread(target=hostile.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{hostile.server_address[1]}"
+    try:
+        allowed = _refs(tmp_path, allow_private_urls=True, download_deadline_s=1.0)
+        with pytest.raises(
+            VideoReferenceError, match="not downloaded within the 1 s download limit"
+        ) as caught:
+            allowed.resolve(f"{base}/trickle.mp4", row_name="r")
+        assert caught.value.reason == "download_failed"
+        with pytest.raises(VideoReferenceError, match="only http\\(s\\) redirects are followed") as caught:
+            allowed.resolve(f"{base}/to-ftp", row_name="r")
+        assert caught.value.reason == "url_not_allowed"
+        assert (
+            allowed.resolve(f"{base}/to-small", row_name="r").read_bytes() == b"video"
+        )  # http redirects work
+        # A loopback (or private) host is refused unless allowed: by the option or the environment.
+        served, _ = http_server
+        monkeypatch.delenv("SAFEVID_ALLOW_PRIVATE_URLS", raising=False)
+        for url in (f"{served}/a.mp4", f"http://localhost:{hostile.server_address[1]}/a.mp4"):
+            with pytest.raises(
+                VideoReferenceError, match=r"resolves to .*, a loopback or private address"
+            ) as caught:
+                _refs(tmp_path).resolve(url, row_name="r")
+            assert caught.value.reason == "url_not_allowed"
+            assert "SAFEVID_ALLOW_PRIVATE_URLS=1" in caught.value.cause
+        monkeypatch.setenv("SAFEVID_ALLOW_PRIVATE_URLS", "1")
+        assert _refs(tmp_path).resolve(f"{served}/a.mp4", row_name="r").is_file()
+    finally:
+        hostile.shutdown()
+    assert not [p for p in (tmp_path / "cache" / "downloads").iterdir() if p.suffix == ".part"]
+
+
+def test_a_path_too_long_to_look_up_is_a_reference_error(tmp_path, dataset_dir):
+    cell = "clips/" + "a" * 5000 + ".mp4"
+    for refs in (
+        _refs(tmp_path, dataset_dir=str(dataset_dir)),
+        _refs(tmp_path, allowed_local_media_path=("/",)),
+    ):
+        with pytest.raises(VideoReferenceError, match="cannot be looked up") as caught:
+            refs.resolve(cell if refs.dataset_dir else "/" + cell, row_name="row 9")
+        assert caught.value.reason == "unreadable_path"
+        assert "characters)" in str(
+            caught.value
+        )  # the message shows the start of the cell, not 5,000 characters
+        assert len(str(caught.value)) < 400
 
 
 def _tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:
@@ -204,3 +288,41 @@ def test_relative_cells_of_a_hub_dataset_are_its_files(loopback_hub, tmp_path, t
     with pytest.raises(VideoReferenceError) as caught:
         refs.resolve("../../etc/passwd", row_name="r")
     assert caught.value.reason == "local_path_not_allowed"
+
+
+def test_a_folder_published_as_an_archive_beside_it_is_read_from_the_archive(
+    tmp_path, dataset_dir, test_video
+):
+    """align-anything's layout: cells ``./videos/<name>`` next to ``videos.zip`` (or ``.tar.gz``) and no folder."""
+    import zipfile
+
+    with zipfile.ZipFile(dataset_dir / "videos.zip", "w") as bundle:
+        bundle.writestr("videos/a.mp4", test_video.read_bytes())
+    _tar(dataset_dir / "flat.tar.gz", {"b.mp4": b"flat member"}, "w:gz")  # members without the folder name
+    refs = _refs(tmp_path, dataset_dir=str(dataset_dir))
+    assert refs.resolve("./videos/a.mp4", row_name="r").read_bytes() == test_video.read_bytes()
+    assert refs.resolve("flat/b.mp4", row_name="r").read_bytes() == b"flat member"
+    assert (tmp_path / "cache" / "archives") in refs.resolve("videos/a.mp4", row_name="r").parents
+    assert not (dataset_dir / "videos").exists()
+    with pytest.raises(VideoReferenceError, match=r"videos\.zip has no member videos/none\.mp4") as caught:
+        refs.resolve("videos/none.mp4", row_name="r")
+    assert caught.value.reason == "missing_archive_member"
+    for cell in ("other/a.mp4", "x/../videos/../../a.mp4"):  # no archive of that name; a cell climbing out
+        with pytest.raises(VideoReferenceError) as caught:
+            refs.resolve(cell, row_name="r")
+        assert caught.value.reason in ("missing_file", "local_path_not_allowed")
+
+
+def test_a_zip_holding_a_link_is_refused_whole(tmp_path, dataset_dir):
+    import stat
+    import zipfile
+
+    link = zipfile.ZipInfo("videos/link.mp4")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16  # how zip stores a symbolic link (its target as data)
+    with zipfile.ZipFile(dataset_dir / "videos.zip", "w") as bundle:
+        bundle.writestr("videos/a.mp4", b"video")
+        bundle.writestr(link, "a.mp4")
+    with pytest.raises(VideoReferenceError, match=r"'videos/link\.mp4' is a link") as caught:
+        _refs(tmp_path, dataset_dir=str(dataset_dir)).resolve("videos/a.mp4", row_name="r")
+    assert caught.value.reason == "bad_archive"
+    assert not list((tmp_path / "cache" / "archives").iterdir())  # nothing of it kept

@@ -2,13 +2,20 @@
 
 Accepted formats (`FORMATS`):
 
-- ``align-anything``: PKU-Alignment's text-video-to-text rows: ``prompt``, ``video_path``, ``response_1``,
-  ``response_2`` and ``overall_response`` (1 or 2, the preferred response).
-- ``llamafactory``: LLaMA-Factory's sharegpt ranking rows: ``conversations`` (one user turn whose text holds one
-  ``<video>`` placeholder; ``from``/``value`` or ``role``/``content``), ``chosen`` and ``rejected`` (a message or a
-  string) and ``videos`` (one path, relative to the media folder: `video_root`, else the dataset's folder).
+- ``align-anything``: PKU-Alignment's text-video-to-text rows: ``prompt`` (its ``<video>`` tag removed, as
+  align-anything's ``AA_TV2T`` template does), ``video_path``, ``response_1``, ``response_2`` and
+  ``overall_response`` (1 or 2, the preferred response).
+- ``llamafactory``: LLaMA-Factory's sharegpt ranking rows: ``conversations`` or ``messages`` (one user turn whose
+  text holds one ``<video>`` placeholder, optionally after a system turn; ``from``/``value`` or
+  ``role``/``content``), ``chosen`` and ``rejected`` (a message or a string) and ``videos`` (one path, relative
+  to the media folder: `video_root`, else the data file's folder).
 - ``columns``: any dataset, by a column map from SafeVid's names (``video``, ``prompt``, ``chosen``, ``rejected``;
-  optionally ``id``, ``domain``, ``subcategory``, ``query_style``, ``description``) to the dataset's columns.
+  optionally ``id``, ``domain``, ``subcategory``, ``query_style``, ``description``) to the dataset's columns; a
+  prompt may be a list of messages holding one user turn.
+
+A system prompt (a leading system turn or a ``system`` column) is counted in the report's notes, not carried:
+SafeVid rows have none. The converted card carries the source's license (`source_metadata`), its Hub id as
+``source_datasets`` and its ``size_categories``.
 
 Each row's video cell is resolved by `safevid.video.references.VideoReferences` (so absolute paths are refused unless
 allowed), probed, and embedded. A row that cannot be converted — video unresolvable or undecodable, preference
@@ -31,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from safevid.datasets_io import load_split
 from safevid.schema import DEFAULT_COLUMNS, conversational_features, default_features, to_conversational
 from safevid.video.references import VideoReferenceError, VideoReferences
 
@@ -65,6 +73,8 @@ class ConversionReport:
         rejected (`Counter`): rejected rows per ``"<split>: <reason>"``.
         examples (`dict[str, list[str]]`): the first rejected rows per reason, with their causes.
         notes (`list[str]`): what was converted but not carried (e.g. system prompts).
+        license (`str` or `list[str]`, *optional*): the source's license, carried into the card; `None`: unknown.
+        source_datasets (`list[str]`): the source's Hub id, when it has one.
     """
 
     source: str
@@ -74,6 +84,8 @@ class ConversionReport:
     rejected: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    license: str | list[str] | None = None
+    source_datasets: list[str] = field(default_factory=list)
 
     def format_summary(self) -> str:
         lines = [f"[safevid] converted {self.source} ({self.format}):"]
@@ -92,6 +104,8 @@ class ConversionReport:
             "total": self.total,
             "rejected": dict(self.rejected),
             "notes": self.notes,
+            "license": self.license,
+            "source_datasets": self.source_datasets,
         }
 
 
@@ -126,8 +140,12 @@ def load_source(
 ) -> tuple[Any, VideoReferences]:
     """One split of a dataset to convert, and where its relative video cells point.
 
-    ``source`` is a data file (``.json``, ``.jsonl``, ``.parquet``, ``.csv``: its folder is the dataset's folder,
-    as LLaMA-Factory's ``dataset_dir``), a local dataset folder, or a Hub id (relative cells are its files).
+    ``source`` is a data file (``.json``, ``.jsonl``, ``.parquet``, ``.csv``), a local dataset folder, or a Hub
+    id. Relative video cells resolve inside the folder of the split's data files (as align-anything's
+    ``text-video-to-text/train_10k.json`` names ``./videos/...``, and as `datasets`' folder builders read a
+    metadata file's ``file_name``), where an archive may stand for a folder (`VideoReferences`). A Hub dataset
+    whose data files lie in a subfolder is fetched as that subfolder's snapshot (its archives included); one
+    whose data files lie at its root has its cells fetched one by one.
     """
     from datasets import load_dataset
 
@@ -138,10 +156,37 @@ def load_source(
             raise ValueError(f"{source}: a data file must be .json, .jsonl, .parquet or .csv")
         dataset = load_dataset(builder, data_files={split: str(local)}, split=split)
         return dataset, VideoReferences(dataset_dir=str(local.parent))
-    dataset = load_dataset(str(local) if local.is_dir() else source, config, split=split)
+    path = str(local) if local.is_dir() else source
+    dataset = load_split(path, config, split=split)
+    folder = data_folder(path, config, split)
     if local.is_dir():
-        return dataset, VideoReferences(dataset_dir=str(local))
-    return dataset, VideoReferences(hub_dataset=source)
+        return dataset, VideoReferences(dataset_dir=str(local / folder))
+    if not folder:
+        return dataset, VideoReferences(hub_dataset=source)
+    from huggingface_hub import snapshot_download
+
+    snapshot = snapshot_download(source, repo_type="dataset", allow_patterns=[f"{folder}/*"])
+    return dataset, VideoReferences(dataset_dir=str(Path(snapshot) / folder))
+
+
+def data_folder(path: str, config: str | None, split: str) -> str:
+    """The folder (relative, POSIX; ``""`` for the root) holding the data files of ``split`` of a dataset
+    folder or Hub id, as its card's ``configs`` (or `datasets`' file-name conventions) place them."""
+    from datasets import load_dataset_builder
+
+    files = load_dataset_builder(path, config).config.data_files or {}
+    names = [str(name) for name in files.get(split, [])]
+    if not names:
+        return ""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        relative = [Path(os.path.relpath(name, local)).as_posix() for name in names]
+    else:  # hf://datasets/<repo>@<revision>/<path in repo>
+        relative = [
+            name.split("@", 1)[-1].split("/", 1)[-1] if name.startswith("hf://") else name for name in names
+        ]
+    folder = os.path.commonpath([PurePosixPath(name).parent.as_posix() for name in relative])
+    return "" if folder in (".", "") or folder.startswith("..") else folder
 
 
 def row_mapper(fmt: str, columns: list[str], column_map: dict[str, str] | None = None) -> Callable:
@@ -153,7 +198,7 @@ def row_mapper(fmt: str, columns: list[str], column_map: dict[str, str] | None =
     """
     needs = {
         "align-anything": ["prompt", "video_path", "response_1", "response_2", "overall_response"],
-        "llamafactory": ["conversations", "chosen", "rejected", "videos"],
+        "llamafactory": ["chosen", "rejected", "videos"],
     }
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {list(FORMATS)}")
@@ -161,6 +206,8 @@ def row_mapper(fmt: str, columns: list[str], column_map: dict[str, str] | None =
         column_map = column_map or parse_column_map(None)
         needs["columns"] = list(column_map.values())
     missing = [name for name in needs[fmt] if name not in columns]
+    if fmt == "llamafactory" and not set(MESSAGE_COLUMNS) & set(columns):
+        missing.insert(0, " or ".join(MESSAGE_COLUMNS))
     if missing:
         hint = " Map them with `--format columns --column-map ...`." if fmt != "columns" else ""
         raise ValueError(f"the {fmt} format needs the column(s) {missing}; the dataset has {columns}.{hint}")
@@ -169,7 +216,7 @@ def row_mapper(fmt: str, columns: list[str], column_map: dict[str, str] | None =
     if fmt == "llamafactory":
         return _llamafactory
     assert column_map is not None
-    return lambda row: {name: row[column] for name, column in column_map.items()}
+    return _mapped_columns(column_map)
 
 
 def _align_anything(row: dict[str, Any]) -> dict[str, Any]:
@@ -177,15 +224,19 @@ def _align_anything(row: dict[str, Any]) -> dict[str, Any]:
     if choice not in ("1", "2"):
         raise RowRejected("no_preference", f"overall_response is {row['overall_response']!r}, not 1 or 2")
     other = "2" if choice == "1" else "1"
+    prompt = row["prompt"]
     return {
         "video": row["video_path"],
-        "prompt": row["prompt"],
+        # align-anything's own template (`AA_TV2T`) drops the tag: the processor places the video itself.
+        "prompt": prompt.replace("<video>", "").strip() if isinstance(prompt, str) else prompt,
         "chosen": row[f"response_{choice}"],
         "rejected": row[f"response_{other}"],
     }
 
 
 _USER_ROLES, _ROLE_KEYS, _TEXT_KEYS = ("human", "user"), ("from", "role"), ("value", "content")
+_SYSTEM_ROLE = "system"
+MESSAGE_COLUMNS = ("conversations", "messages")  # LLaMA-Factory's sharegpt demos use both names
 
 
 def _message(message: Any, what: str) -> tuple[str | None, str]:
@@ -200,16 +251,28 @@ def _message(message: Any, what: str) -> tuple[str | None, str]:
     return role, text
 
 
-def _llamafactory(row: dict[str, Any]) -> dict[str, Any]:
-    turns = row["conversations"] or []
+def _user_turn(turns: Any, what: str) -> tuple[str, str | None]:
+    """The one user turn of a sharegpt message list, and its leading system turn's text (LLaMA-Factory moves
+    that to the system prompt)."""
+    if not isinstance(turns, list):
+        raise RowRejected("bad_message", f"{what} is a {type(turns).__name__}, not a list of messages")
+    system = None
+    if turns and isinstance(turns[0], dict) and _message(turns[0], f"{what}[0]")[0] == _SYSTEM_ROLE:
+        system, turns = _message(turns[0], f"{what}[0]")[1], turns[1:]
     if len(turns) != 1:
         raise RowRejected(
             "multi_turn",
-            f"{len(turns)} turns in `conversations`; SafeVid rows hold one user turn (no history)",
+            f"{len(turns)} turns in {what} (besides a system turn); SafeVid rows hold one user turn (no history)",
         )
-    role, text = _message(turns[0], "the turn")
-    if role not in _USER_ROLES:
-        raise RowRejected("multi_turn", f"the turn is from {role!r}, not the user")
+    role, text = _message(turns[0], f"the turn of {what}")
+    if role is not None and role not in _USER_ROLES:
+        raise RowRejected("multi_turn", f"the turn of {what} is from {role!r}, not the user")
+    return text, system
+
+
+def _llamafactory(row: dict[str, Any]) -> dict[str, Any]:
+    column = next(name for name in MESSAGE_COLUMNS if name in row)
+    text, system = _user_turn(row[column] or [], f"`{column}`")
     if row.get("images"):
         raise RowRejected("images", "the row has `images`; video preference rows only")
     videos = row["videos"] or []
@@ -221,9 +284,34 @@ def _llamafactory(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "video": videos[0],
         "prompt": text.replace("<video>", "").strip(),
-        "chosen": _message(row["chosen"], "`chosen`")[1],
-        "rejected": _message(row["rejected"], "`rejected`")[1],
+        "chosen": _response(row["chosen"], "`chosen`"),
+        "rejected": _response(row["rejected"], "`rejected`"),
+        "system": system or row.get("system"),
     }
+
+
+def _response(value: Any, what: str) -> str:
+    """A response: text, one message, or a list holding one assistant message."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise RowRejected("multi_turn", f"{what} holds {len(value)} messages; a response is one")
+        value = value[0]
+    return _message(value, what)[1]
+
+
+def _mapped_columns(column_map: dict[str, str]) -> Callable:
+    def mapper(row: dict[str, Any]) -> dict[str, Any]:
+        mapped = {name: row[column] for name, column in column_map.items()}
+        prompt = mapped["prompt"]
+        if isinstance(prompt, list | dict):  # a message list: one user turn, as LLaMA-Factory's rows hold it
+            text, system = _user_turn([prompt] if isinstance(prompt, dict) else prompt, "`prompt`")
+            mapped.update(prompt=text.replace("<video>", "").strip(), system=system)
+        for name in ("chosen", "rejected"):
+            if isinstance(mapped[name], list | dict):
+                mapped[name] = _response(mapped[name], f"`{name}`")
+        return mapped
+
+    return mapper
 
 
 def convert_preferences(
@@ -235,6 +323,7 @@ def convert_preferences(
     source_name: str,
     column_map: dict[str, str] | None = None,
     max_rejected_fraction: float = 0.01,
+    license: str | None = None,
 ) -> ConversionReport:
     """Convert and validate every row of ``splits`` into a SafeVid-format folder at ``output_dir``.
 
@@ -247,6 +336,8 @@ def convert_preferences(
         column_map (`dict[str, str]`, *optional*): SafeVid name → source column, for the ``columns`` format.
         max_rejected_fraction (`float`, defaults to 0.01): the conversion stops, with an error, once more than this
             share of a split's rows is rejected.
+        license (`str`, *optional*): the license of the converted data; by default the source's, read from its
+            card (`source_metadata`). The card carries it with ``source_datasets`` and ``size_categories``.
 
     Returns:
         `ConversionReport`: the counts; also written to ``.safevid-conversion/summary.json`` with the rejects.
@@ -261,7 +352,10 @@ def convert_preferences(
         raise FileExistsError(f"{output} exists; remove it or choose another output folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-staging-"))
-    report = ConversionReport(source_name, fmt)
+    known_license, source_datasets = source_metadata(source_name)
+    report = ConversionReport(
+        source_name, fmt, license=license or known_license, source_datasets=source_datasets
+    )
     try:
         for split, dataset in splits.items():
             mapper = row_mapper(fmt, list(dataset.column_names), column_map)
@@ -308,7 +402,8 @@ def _convert_split(
         with (reports / f"rejects-{split}.jsonl").open("w", encoding="utf-8") as rejects:
             for index, row, name in _named_rows(dataset, split, report.source):
                 try:
-                    buffer.append(_safevid_row(mapper(row), index, split, name, references))
+                    mapped = mapper(row)
+                    buffer.append(_safevid_row(mapped, index, split, name, references))
                 except RowRejected as error:
                     rejected += 1
                     key = f"{split}: {error.reason}"
@@ -328,7 +423,7 @@ def _convert_split(
                             f"rejected, over max_rejected_fraction={max_rejected_fraction}."
                         ) from None
                     continue
-                system_prompts += bool(row.get("system"))
+                system_prompts += bool(mapped.get("system") or row.get("system"))
                 if len(buffer) >= _ROWS_PER_GROUP:
                     _flush(buffer, writers, features)
             _flush(buffer, writers, features)
@@ -338,7 +433,8 @@ def _convert_split(
     report.rows[split] = total - rejected
     if system_prompts:
         report.notes.append(
-            f"{split}: {system_prompts} row(s) have a `system` prompt, not carried (SafeVid has none)"
+            f"{split}: {system_prompts} row(s) have a system prompt (a `system` column or a leading system turn), "
+            "not carried (SafeVid rows have none)"
         )
 
 
@@ -408,12 +504,56 @@ def _data_file(folder: Path, config: str, split: str) -> Path:
     return path
 
 
+def source_metadata(source: str) -> tuple[str | list[str] | None, list[str]]:
+    """The license a source's card declares (`None` if none does) and its Hub id as ``source_datasets``.
+
+    A local data file's card is the ``README.md`` of its folder or of the folder above (align-anything's
+    ``text-video-to-text/train_10k.json`` sits under the repository's card); a folder's is its own.
+    """
+    from huggingface_hub import DatasetCard
+
+    local = Path(source).expanduser()
+    if local.exists():
+        folders = [local] if local.is_dir() else [local.parent, local.parent.parent]
+        for folder in folders:
+            if (folder / "README.md").is_file():
+                try:
+                    return DatasetCard.load(folder / "README.md").data.get("license"), []
+                except Exception:  # malformed YAML (a ValueError or yaml's own): no license is declared
+                    return None, []
+        return None, []
+    try:
+        card = DatasetCard.load(source, repo_type="dataset")
+    except (
+        Exception
+    ):  # no card (EntryNotFoundError) or offline: the license is unknown, said where it matters
+        return None, [source]
+    return card.data.get("license"), [source]
+
+
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` bucket of a row count.
+
+    >>> size_category(999), size_category(1000), size_category(10_000), size_category(2_500_000)
+    ('n<1K', '1K<n<10K', '10K<n<100K', '1M<n<10M')
+    """
+    bounds = ["1K", "10K", "100K", "1M", "10M", "100M", "1B", "10B", "100B", "1T"]
+    if rows < 1000:
+        return "n<1K"
+    exponent = min(len(str(rows)) - 4, len(bounds) - 2)  # 1000..9999 -> 0
+    return f"{bounds[exponent]}<n<{bounds[exponent + 1]}"
+
+
 def _write_card(folder: Path, report: ConversionReport) -> None:
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard, DatasetCardData
 
     data = DatasetCardData(
-        task_categories=["video-text-to-text"], tags=["safety", "dpo", "preference", "video", "safevid"]
+        license=report.license,
+        size_categories=[size_category(sum(report.rows.values()))],
+        source_datasets=report.source_datasets or None,
+        task_categories=["video-text-to-text"],
+        tags=["safety", "dpo", "preference", "video", "safevid"],
     )
     configs = {
         name: {

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import io
 import mimetypes
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _MIME = {"jpeg": "image/jpeg", "png": "image/png"}
 
@@ -111,17 +112,52 @@ def decode_data_url(url: str) -> tuple[str, bytes | list[bytes]]:
     return mime, base64.b64decode(payload)
 
 
-def load_image(url: str) -> Any:
-    """A PIL image from a data URL or a local path (``file://`` or plain)."""
-    from PIL import Image
-
+def load_image(url: str, max_pixels: int | None = None) -> Any:
+    """A PIL image from a data URL or a local path (``file://`` or plain); see `open_image` for ``max_pixels``."""
     if url.startswith("data:"):
         _, payload = decode_data_url(url)
-        assert isinstance(payload, bytes)
-        return Image.open(io.BytesIO(payload)).convert("RGB")
+        if not isinstance(payload, bytes):
+            raise ValueError("an image data URL holds one image, not a frame list")
+        return open_image(io.BytesIO(payload), max_pixels)
     if url.startswith(("http://", "https://")):
         raise ValueError(f"remote media are not fetched by this server: {url[:80]}")
-    return Image.open(url.removeprefix("file://")).convert("RGB")
+    return open_image(url.removeprefix("file://"), max_pixels)
+
+
+def open_image(source: str | Path | BinaryIO, max_pixels: int | None = None) -> Any:
+    """An RGB PIL image of at most ``max_pixels`` (aspect kept), never decoded larger than it needs to be.
+
+    The size is read from the header first: an image over PIL's decompression-bomb bound
+    (``Image.MAX_IMAGE_PIXELS``) is refused undecoded, and a JPEG over ``max_pixels`` is decoded at a reduced
+    scale (``draft``: 1/2 to 1/8) before it is resized, so a 4K frame never sits in memory whole.
+
+    Raises:
+        ValueError: the image is too large to decode, or not an image.
+    """
+    from PIL import Image
+
+    from safevid.video.sampling import target_size
+
+    try:
+        with warnings.catch_warnings():  # PIL's bomb warning: the size check below refuses such images
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)  # reads the header only
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image refused undecoded: {e}") from None
+    width, height = image.size
+    if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"image of {width}x{height} pixels is over the {Image.MAX_IMAGE_PIXELS} pixels decoded; send it "
+            "down-scaled"
+        )
+    size = target_size(width, height, max_pixels)
+    if size != (width, height):
+        image.draft("RGB", size)  # JPEG only; a no-op for other formats
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    else:
+        image.load()  # not `convert`, which copies even to the same mode: one full-size copy fewer
+    return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
 
 
 def load_image_part(value: Any) -> Any:

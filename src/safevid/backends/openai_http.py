@@ -17,7 +17,8 @@ constrained batch one probe request checks that the server honours the constrain
 ignores it stops the run with an error naming the fix instead of answering free text.
 
 The API key comes from the environment only (``SAFEVID_API_KEY`` or ``OPENAI_API_KEY`` by default)
-and is redacted from every error message this module produces.
+and is redacted from every error message this module produces: the whole key and any part of it of 8 or more
+characters that a server echoes (`redact_key`).
 """
 
 from __future__ import annotations
@@ -407,9 +408,46 @@ class _Sender:
 
     def _failed(self, request: ChatRequest, error: RequestError, attempts: int) -> ChatResult:
         if self.api_key:
-            error.message = error.message.replace(self.api_key, "***")
+            error.message = redact_key(error.message, self.api_key)
         logger.debug("request %s failed after %d attempts: %s", request.id, attempts, error)
         return ChatResult(request.id, error=error, attempts=attempts)
+
+
+_KEY_FRAGMENT = 8
+"""Shortest run of an API key's characters that is masked: a server echoing part of the key (a prefix in an error
+message, a window of it) leaks that part as surely as the whole."""
+
+
+def redact_key(text: str, key: str) -> str:
+    """``text`` with every run of at least `_KEY_FRAGMENT` characters of ``key`` (or the whole of a shorter key)
+    replaced by ``***``.
+
+    Example:
+
+    ```python
+    >>> redact_key("invalid key sk-abc...wxyz0123 for sk-abcdefgh", "sk-abcdefghijklmnopqrstuvwxyz0123")
+    'invalid key sk-abc...*** for ***'
+
+    ```
+    """
+    window = min(_KEY_FRAGMENT, len(key))
+    if not window:
+        return text
+    fragments = {key[i : i + window] for i in range(len(key) - window + 1)}
+    covered = [False] * len(text)
+    for i in range(len(text) - window + 1):
+        if text[i : i + window] in fragments:  # every window of a longer fragment is itself a fragment
+            covered[i : i + window] = [True] * window
+    out, i = [], 0
+    while i < len(text):
+        if covered[i]:
+            while i < len(text) and covered[i]:
+                i += 1
+            out.append("***")
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _backoff(attempt: int, base: float, cap: float) -> float:

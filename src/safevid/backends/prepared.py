@@ -41,11 +41,42 @@ class PreparedVideo:
     sampled: Any = None
 
 
-def blanked(sampled: Any) -> Any:
-    """``sampled`` with all-black frames of the same count, size and timing (a blind baseline's input)."""
+# The video ablations of an evaluation (`EvalConfig.video_ablation`): what each does to the sampled frames.
+# Every one keeps the frame count, size and timestamps of the sampling; only which pixels sit at each timestamp changes.
+VIDEO_ABLATIONS = {
+    "blank": "all-black frames (a blind baseline)",
+    "reverse": "the frames in reverse order (motion runs backwards)",
+    "shuffle": "the frames in a seeded random order, never the original one",
+    "single-frame": "the middle frame repeated to the sampled count (no motion at all)",
+}
+
+
+def ablated(sampled: Any, ablation: str | None, seed: str = "0") -> Any:
+    """``sampled`` with its frames changed by ``ablation`` (`VIDEO_ABLATIONS`; `None`: unchanged).
+
+    ``seed`` seeds ``shuffle``: the evaluation passes the run's ablation seed and the video's identity, so every
+    video gets its own order and a rerun the same one.
+    """
+    import random
+
     import torch
 
-    return dataclasses.replace(sampled, frames=torch.zeros_like(sampled.frames))
+    if ablation is None:
+        return sampled
+    frames, count = sampled.frames, len(sampled.frames)
+    if ablation == "blank":
+        return dataclasses.replace(sampled, frames=torch.zeros_like(frames))
+    if ablation == "reverse":
+        order = list(range(count))[::-1]
+    elif ablation == "shuffle":
+        order, rng = list(range(count)), random.Random(seed)
+        while count > 1 and order == sorted(order):
+            rng.shuffle(order)
+    elif ablation == "single-frame":
+        order = [count // 2] * count
+    else:
+        raise ValueError(f"unknown video ablation {ablation!r}; choose one of {', '.join(VIDEO_ABLATIONS)}")
+    return dataclasses.replace(sampled, frames=frames[order].contiguous())
 
 
 def prepare_video(
@@ -54,7 +85,8 @@ def prepare_video(
     source: str | Path | bytes,
     sampling: dict[str, Any],
     encoding: dict[str, str] | None,
-    blank: bool = False,
+    ablation: str | None = None,
+    ablation_seed: str = "0",
 ) -> PreparedVideo:
     """In a decode worker: the video's frames (`stored_video`), encoded with ``encoding`` if given
     (`Backend.media_encoding`), else only made sure to be in the store.
@@ -65,7 +97,9 @@ def prepare_video(
         source (`str`, `Path` or `bytes`): the video, decoded only when the store has no entry.
         sampling (`dict`): the effective `VideoSampling.to_dict()`.
         encoding (`dict`, *optional*): `sampled_video_parts` keyword arguments; `None` for a local engine.
-        blank (`bool`, defaults to `False`): encode all-black frames (`blanked`); the store keeps the real ones.
+        ablation (`str`, *optional*): encode the frames changed by this video ablation (`ablated`); the store keeps
+            the real ones.
+        ablation_seed (`str`, defaults to ``"0"``): seeds the ``shuffle`` ablation.
     """
     from safevid.backends.media import sampled_video_parts
 
@@ -73,5 +107,5 @@ def prepare_video(
     sampled, decoded = stored_video(root, identity, source, {**sampling, "timeout_s": None})
     if encoding is None:
         return PreparedVideo(sampled.metadata(), None, decoded)
-    parts = sampled_video_parts(blanked(sampled) if blank else sampled, **encoding)
+    parts = sampled_video_parts(ablated(sampled, ablation, ablation_seed), **encoding)
     return PreparedVideo(sampled.metadata(), parts, decoded)

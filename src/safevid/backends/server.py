@@ -28,7 +28,13 @@ What it refuses, as vLLM does, with a 4xx in OpenAI's error shape (``{"error": {
 ``..`` followed, inside an ``allowed_local_media_path`` root, and remote ``http(s)`` media always (send data
 URLs); ``n`` above ``max_n`` and ``top_logprobs`` above ``max_top_logprobs``; a message without a known
 ``role``, content or parts of the wrong type, an image or video sent to a text-only model (400); a ``model``
-other than the one it serves (404, ``model_not_found``).
+other than the one it serves (404, ``model_not_found``); a field of the wrong type or range, ``NaN``, a body
+nested too deep (`safevid.backends.request_checks`, 400); a local media path that is not a regular file (400).
+From the headers alone, before the body is read: a ``Host`` that does not name this server (400, DNS
+rebinding), a chat POST that is not ``application/json`` (415), a body announced over 512 MiB (413). A
+connection that does not complete its headers within ``header_timeout_s`` is closed; a body that does not
+arrive within ``body_timeout_s`` is a 408. Images and video frames are down-scaled while decoded to
+``max_image_pixels`` / ``max_frame_pixels`` (`safevid.backends.media.open_image`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import itertools
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -51,29 +58,34 @@ from typing import Any
 
 from safevid.backends import sse
 from safevid.backends.grammar import check_grammar
+from safevid.backends.request_checks import InvalidRequest, check_fields, error_body, host_allowed, parse_body
 from safevid.backends.structured import StructuredOutputError, check_schema
 from safevid.backends.types import SamplingParams, StructuredOutput
 
 logger = logging.getLogger(__name__)
 
 _MAX_BODY = 512 * 1024 * 1024  # frames as data URLs make large bodies
+DEFAULT_HEADER_TIMEOUT_S = 15.0
+"""Seconds a connection may take to send a request's headers (or sit idle between requests) before it is closed."""
+DEFAULT_BODY_TIMEOUT_S = 120.0
+"""Seconds a request's body may take to arrive (512 MiB of data URLs at ~4.5 MB/s) before a 408."""
+# The serve-side pixel bounds. TODO(lead): one home with `VideoSampling`'s default max_pixels once it exists.
+DEFAULT_MAX_IMAGE_PIXELS = 16384 * 28 * 28
+"""Most pixels an image keeps (12,845,056): Qwen2-VL/2.5-VL checkpoints' image ``max_pixels``, the largest any
+supported family's processor keeps; a larger image is down-scaled to it, as the processor would."""
+DEFAULT_MAX_FRAME_PIXELS = 768 * 28 * 28
+"""Most pixels a video frame keeps (602,112): transformers' Qwen2-VL video processor's ``longest_edge``; LLaVA's
+processors keep fewer. A frame list's JPEGs are decoded at reduced scale; a video file's frames are down-scaled
+by `sample_video` (``max_pixels``), so a request's frames never stay at 4K."""
 _SHUTDOWN_S = 2.0  # how long `stop` lets in-flight requests finish
+# How long the unread body of a refused request is drained so the client reads its 4xx rather than a reset
+# (aiohttp's 10 s default would let each refused 4 GB upload hold its connection that long).
+_LINGER_S = 1.0
 DEFAULT_MAX_N = 16
 """Most choices one request may ask for (``n``): each is a generation, so ``n`` bounds a request's cost."""
 DEFAULT_MAX_TOP_LOGPROBS = 20
 """Most alternatives per token (``top_logprobs``), OpenAI's and vLLM's default cap."""
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-
-
-class InvalidRequest(ValueError):
-    """A request the server refuses: its message, the field at fault (``param``), an error code and status."""
-
-    def __init__(self, message: str, param: str | None = None, code: str = "bad_request", status: int = 400):
-        super().__init__(message)
-        self.param, self.code, self.status = param, code, status
-
-    def body(self) -> bytes:
-        return _error_body(str(self), self.code, param=self.param)
 
 
 @dataclass
@@ -102,6 +114,12 @@ class LoopbackServer:
         max_n: Most choices (``n``) one request may ask for.
         max_top_logprobs: Most ``top_logprobs`` one request may ask for.
         backend: A ready `Backend` to serve instead of a checkpoint (e.g. the toy world's stand-ins).
+        allowed_hosts: Names besides the bound address a request's ``Host`` may give (a DNS name the server is
+            reached under); any other name is refused (`safevid.backends.request_checks.host_allowed`).
+        header_timeout_s: Seconds a connection may take to send its headers, or idle between requests.
+        body_timeout_s: Seconds a request body may take to arrive.
+        max_image_pixels: Most pixels an image keeps; larger ones are down-scaled while decoded.
+        max_frame_pixels: Most pixels a video frame keeps; larger ones are down-scaled while decoded.
 
     Example:
 
@@ -124,6 +142,11 @@ class LoopbackServer:
         max_n: int = DEFAULT_MAX_N,
         max_top_logprobs: int = DEFAULT_MAX_TOP_LOGPROBS,
         backend: Any = None,
+        allowed_hosts: Sequence[str] = (),
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.model_name = model_name or (self.model_dir.name if self.model_dir else "model")
@@ -139,6 +162,9 @@ class LoopbackServer:
         if max_n < 1 or max_top_logprobs < 0:
             raise ValueError(f"max_n must be >= 1 and max_top_logprobs >= 0, got {max_n}, {max_top_logprobs}")
         self.max_n, self.max_top_logprobs = max_n, max_top_logprobs
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.header_timeout_s, self.body_timeout_s = header_timeout_s, body_timeout_s
+        self.max_image_pixels, self.max_frame_pixels = max_image_pixels, max_frame_pixels
         self._backend: Any = backend
         self.stats = ServerStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -235,8 +261,15 @@ class LoopbackServer:
         app.router.add_route("*", "/v1/chat/completions", self._handle)
         app.router.add_route("*", "/{path:.*}", self._handle)
         # handler_cancellation: a handler whose client hung up stops (a hang fault, a client timeout).
+        # keepalive_timeout also runs from the connection's start, so a client that never completes its
+        # headers is closed after it.
         self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_S
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=_SHUTDOWN_S,
+            keepalive_timeout=self.header_timeout_s,
+            lingering_time=_LINGER_S,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=2048)
@@ -254,10 +287,20 @@ class LoopbackServer:
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web
 
+        refusal = self._refusal(request)
+        if refusal is not None:  # answered before the body is read: the connection closes after it
+            response = _response(*refusal)
+            response.force_close()
+            return response
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), self.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
-            return _response(413, _error_body("request body too large", "bad_request"))
+            return _response(413, error_body("request body too large", "request_too_large"))
+        except TimeoutError:
+            message = f"the request body did not arrive within {self.body_timeout_s:g} s"
+            response = _response(408, error_body(message, "request_timeout"))
+            response.force_close()
+            return response
         response = await self._dispatch(request.method, request.path, request.headers, body)
         if response is None:  # a hang fault outlived its client's patience: drop the connection
             if request.transport is not None:
@@ -266,39 +309,57 @@ class LoopbackServer:
         status, payload, extra_headers = response
         return _response(status, payload, extra_headers)
 
+    def _refusal(self, request: Any) -> tuple[int, bytes] | None:
+        """What refuses a request from its headers alone: a foreign ``Host`` (DNS rebinding), a body announced
+        over the limit, a chat POST that is not JSON (a browser's cross-origin form or text/plain post)."""
+        host = request.headers.get("Host")
+        if not host_allowed(host, self.host, self.allowed_hosts):
+            message = (
+                f"Host {host!r:.80} does not name this server (bound to {self.host}); to serve under that name, "
+                "start it with --allowed-host <name>"
+            )
+            return 400, error_body(message, "invalid_host")
+        if (request.content_length or 0) > _MAX_BODY:
+            message = (
+                f"request body of {request.content_length} bytes is over this server's {_MAX_BODY}-byte limit"
+            )
+            return 413, error_body(message, "request_too_large")
+        if request.method == "POST" and request.content_type != "application/json":
+            message = f"Content-Type must be application/json, got {request.content_type!r:.80}"
+            return 415, error_body(message, "unsupported_media_type")
+        return None
+
     # --- API --------------------------------------------------------------------------------------
     async def _dispatch(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, bytes, dict[str, str]] | None:
         if self._api_key is not None and headers.get("authorization") != f"Bearer {self._api_key}":
-            return 401, _error_body("missing or wrong API key", "invalid_api_key"), {}
+            return 401, error_body("missing or wrong API key", "invalid_api_key"), {}
         if path in ("/health", "/v1/health"):
             return 200, b"{}", {}
         if path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
-                return 405, _error_body("use GET", "method_not_allowed"), {}
+                return 405, error_body("use GET", "method_not_allowed"), {}
             card = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "safevid"}
             if path == "/v1/models":
                 return 200, json.dumps({"object": "list", "data": [card]}).encode(), {}
             if path.removeprefix("/v1/models/") != self.model_name:
                 message = f"The model '{path.removeprefix('/v1/models/')}' does not exist"
-                return 404, _error_body(message, "model_not_found"), {}
+                return 404, error_body(message, "model_not_found"), {}
             return 200, json.dumps(card).encode(), {}
         if path != "/v1/chat/completions":
-            return 404, _error_body(f"no route {path}", "not_found"), {}
+            return 404, error_body(f"no route {path}", "not_found"), {}
         if method != "POST":
-            return 405, _error_body("use POST", "method_not_allowed"), {}
+            return 405, error_body("use POST", "method_not_allowed"), {}
         self.stats.chat_requests += 1
         try:
-            request = json.loads(body)
-            if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
-                raise ValueError("the body must be an object with a `messages` list")
-        except ValueError as e:
-            return 400, _error_body(f"invalid JSON body: {e}", "bad_request"), {}
+            request = parse_body(body)
+        except InvalidRequest as e:
+            return e.status, e.body(), {}
         model = request.get("model")
         if model is not None and model != self.model_name:
             message = f"The model '{model}' does not exist; this server serves '{self.model_name}'"
-            return 404, _error_body(message, "model_not_found", param="model"), {}
+            return 404, error_body(message, "model_not_found", param="model"), {}
         return await self._chat(request)
 
     async def _chat(self, request: dict[str, Any]) -> tuple[int, bytes, dict[str, str]] | None:
@@ -316,17 +377,17 @@ class LoopbackServer:
             return await self._complete(request)
         except Exception as e:  # a model error answers 500 with its cause; the server keeps serving
             logger.exception("chat completion failed")
-            return 500, _error_body(f"{type(e).__name__}: {e}", "internal_error")
+            return 500, error_body(f"{type(e).__name__}: {e}", "internal_error")
 
     async def _complete(self, request: dict[str, Any]) -> tuple[int, bytes]:
         try:
             params = self._sampling(request)
-            structured = _structured_from(request)
+            structured = structured_from(request)
             sse.check_stream_options(request)
         except InvalidRequest as e:
             return e.status, e.body()
         except (ValueError, TypeError) as e:
-            return 400, _error_body(str(e), "bad_request")
+            return 400, error_body(str(e), "bad_request")
         from safevid.backends.types import ChatRequest
 
         text_only = self._backend is not None and not getattr(self._backend, "is_vlm", True)
@@ -336,12 +397,13 @@ class LoopbackServer:
                 request["messages"],
                 media_roots=self.media_roots,
                 text_only=self.model_name if text_only else None,
+                max_pixels=(self.max_image_pixels, self.max_frame_pixels),
             )
             chat = ChatRequest(messages, params, structured)
         except InvalidRequest as e:
             return e.status, e.body()
         except (ValueError, TypeError, OSError) as e:
-            return 400, _error_body(str(e), "bad_request")
+            return 400, error_body(str(e), "bad_request")
         # Shielded: a client that hangs up cancels its handler, not a generation under way, whose
         # thread would otherwise run on, unlocked, beside the next request's.
         task = asyncio.ensure_future(self._generate_locked(chat))
@@ -349,25 +411,18 @@ class LoopbackServer:
         task.add_done_callback(self._tasks.discard)
         result = (await asyncio.shield(task))[0]
         if result.error is not None and result.error.kind == "invalid_request":  # the request, not the model
-            return 400, _error_body(result.error.message, "bad_request")
+            return 400, error_body(result.error.message, "bad_request")
         if result.error is not None and result.error.kind != "parse":
-            return 500, _error_body(str(result.error), "internal_error")
+            return 500, error_body(str(result.error), "internal_error")
         # An output that fails validation (a JSON answer cut by max_tokens) is returned as generated,
         # with its finish reason: the client's parser reports the parse failure.
         choices = [(c.text, c.finish_reason or "stop", _lp_tuples(c.logprobs)) for c in result.choices]
         return 200, self._completion_body(choices, result.usage.prompt_tokens, result.usage.completion_tokens)
 
     def _sampling(self, request: dict[str, Any]) -> SamplingParams:
-        """The request's sampling parameters, within this server's caps on ``n`` and ``top_logprobs``."""
-        for name, cap, flag in (
-            ("n", self.max_n, "max_n"),
-            ("top_logprobs", self.max_top_logprobs, "max_top_logprobs"),
-        ):
-            value = request.get(name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
-                raise InvalidRequest(
-                    f"{name} = {value} exceeds this server's cap of {cap} (--{flag.replace('_', '-')})", name
-                )
+        """The request's sampling parameters, each field checked, within this server's caps on ``n`` and
+        ``top_logprobs``."""
+        check_fields(request, max_n=self.max_n, max_top_logprobs=self.max_top_logprobs)
         return _sampling_from(request)
 
     async def _generate_locked(self, chat: Any) -> Any:
@@ -383,7 +438,7 @@ class LoopbackServer:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model_name,
-            "choices": _wire_choices(choices),
+            "choices": wire_choices(choices),
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -393,7 +448,8 @@ class LoopbackServer:
         return json.dumps(body).encode()
 
 
-def _wire_choices(choices: list[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+def wire_choices(choices: list[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+    """``(text, finish_reason, logprobs)`` triples as the ``choices`` of an OpenAI chat completion."""
     return [
         {
             "index": i,
@@ -429,29 +485,27 @@ def _response(status: int, payload: bytes, headers: dict[str, str] | None = None
     )
 
 
-def _error_body(message: str, code: str, *, param: str | None = None) -> bytes:
-    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
-    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    return json.dumps({"error": error}).encode()
-
-
 def _sampling_from(request: dict[str, Any]) -> SamplingParams:
+    """Sampling parameters of a request whose fields `check_fields` accepted."""
     stop = request.get("stop") or []
-    if not (isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
-        raise InvalidRequest("stop must be a string or a list of strings", "stop")
-    top = request.get("top_logprobs")
+    temperature = request.get("temperature")
     return SamplingParams(
-        max_tokens=int(request.get("max_completion_tokens") or request.get("max_tokens") or 256),
-        temperature=float(request.get("temperature", 1.0) if request.get("temperature") is not None else 1.0),
+        max_tokens=request.get("max_completion_tokens") or request.get("max_tokens") or 256,
+        temperature=1.0 if temperature is None else float(temperature),
         top_p=float(request.get("top_p") or 1.0),
-        n=int(request.get("n") or 1),
+        n=request.get("n") or 1,
         seed=request.get("seed"),
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
-        top_logprobs=(int(top or 0)) if request.get("logprobs") else None,
+        top_logprobs=(request.get("top_logprobs") or 0) if request.get("logprobs") else None,
     )
 
 
-def _structured_from(request: dict[str, Any]) -> StructuredOutput | None:
+def structured_from(request: dict[str, Any]) -> StructuredOutput | None:
+    """The structured-output constraint a chat request asks for, in any dialect serve reads (None: free text).
+
+    Raises:
+        ValueError: a constraint that is malformed or cannot be decoded under (the server answers 400).
+    """
     choice = request.get("guided_choice") or (request.get("structured_outputs") or {}).get("choice")
     if choice:
         return StructuredOutput(choice=tuple(choice))
@@ -462,15 +516,16 @@ def _structured_from(request: dict[str, Any]) -> StructuredOutput | None:
         return spec
     schema = request.get("guided_json") or (request.get("structured_outputs") or {}).get("json")
     fmt = request.get("response_format")
-    if schema is None and fmt is not None:
+    if schema is None and fmt is not None:  # `check_fields` accepted its type
         if fmt.get("type") == "json_schema":
-            schema = (fmt.get("json_schema") or {}).get("schema")
+            json_schema = fmt.get("json_schema")
+            schema = json_schema.get("schema") if isinstance(json_schema, dict) else None
             if not isinstance(schema, dict):
-                raise ValueError("response_format.json_schema.schema must be an object")
+                raise InvalidRequest(
+                    "response_format.json_schema.schema must be an object", "response_format"
+                )
         elif fmt.get("type") == "json_object":
             schema = {"type": "object"}
-        elif fmt.get("type") != "text":
-            raise ValueError(f"unsupported response_format type {fmt.get('type')!r}")
     if schema is None:
         return None
     try:  # reject schemas the validator cannot check, before spending a generation on them
@@ -483,7 +538,11 @@ def _structured_from(request: dict[str, Any]) -> StructuredOutput | None:
 
 
 def _internal_messages(
-    messages: list[Any], *, media_roots: tuple[Path, ...] = (), text_only: str | None = None
+    messages: list[Any],
+    *,
+    media_roots: tuple[Path, ...] = (),
+    text_only: str | None = None,
+    max_pixels: tuple[int | None, int | None] = (None, None),
 ) -> list[dict[str, Any]]:
     """Wire-format messages to safevid's: images as PIL images, videos as sampled frames.
 
@@ -491,6 +550,7 @@ def _internal_messages(
         messages: The request's ``messages``.
         media_roots: Folders local media may come from (none: local media are refused).
         text_only: The model's name if it is a text-only model (images and videos are refused).
+        max_pixels: Most pixels an image and a video frame keep (down-scaled while decoded).
 
     Raises:
         InvalidRequest: naming the field at fault.
@@ -532,9 +592,9 @@ def _internal_messages(
                 raise InvalidRequest(f"{at}: {text_only} is a text-only model; it takes no {kind} parts", at)
             source = _media_source(part, kind, media_roots, f"{at}.{kind}")
             if kind == "image_url":
-                parts.append(image_part(media.load_image(source)))
+                parts.append(image_part(media.load_image(source, max_pixels[0])))
             else:
-                parts.append(video_part(_load_video(source)))
+                parts.append(video_part(_load_video(source, max_pixels[1])))
         out.append({"role": role, "content": parts})
     return out
 
@@ -572,34 +632,40 @@ def _media_source(part: dict[str, Any], key: str, roots: tuple[Path, ...], param
             param,
             "local_media_not_allowed",
         )
+    try:
+        mode = resolved.stat().st_mode
+    except OSError as e:
+        raise InvalidRequest(f"{url[:80]}: {e.strerror}", param) from None
+    if not stat.S_ISREG(mode):  # a FIFO or a device would block the reading thread, or never end
+        raise InvalidRequest(f"{url[:80]} is not a regular file", param, "local_media_not_allowed")
     return str(resolved)
 
 
-def _load_video(url: str) -> Any:
-    """The frames of a data URL or a local path (one `_media_source` allowed)."""
+def _load_video(url: str, max_pixels: int | None = None) -> Any:
+    """The frames of a data URL or a local path (one `_media_source` allowed), each of at most ``max_pixels``."""
     from safevid.backends import media
 
+    sampling = {"max_pixels": max_pixels} if max_pixels is not None else None
     if not url.startswith("data:"):
-        return media.sample(url, None)
+        return media.sample(url, sampling)
     mime, payload = media.decode_data_url(url)
     if isinstance(payload, list):
-        return _frames_video(payload)
+        return _frames_video(payload, max_pixels)
     suffix = "." + mime.split("/")[-1]
     with tempfile.NamedTemporaryFile(suffix=suffix) as f:
         f.write(payload)
         f.flush()
-        return media.sample(f.name, None)
+        return media.sample(f.name, sampling)
 
 
-def _frames_video(jpegs: list[bytes]) -> Any:
+def _frames_video(jpegs: list[bytes], max_pixels: int | None = None) -> Any:
     """Frames from a frame-list data URL. The URL carries no timing: they are taken as 1 fps."""
     import io
 
     import numpy as np
     import torch
-    from PIL import Image
 
-    from safevid.backends.media import FrameList
+    from safevid.backends.media import FrameList, open_image
 
-    frames = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in jpegs])
+    frames = np.stack([np.asarray(open_image(io.BytesIO(b), max_pixels)) for b in jpegs])
     return FrameList(torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(), sampled_fps=1.0)

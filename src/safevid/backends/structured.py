@@ -101,7 +101,8 @@ def check_schema(schema: Any) -> None:
     resolver = Registry().resolver_with_root(
         Resource.from_contents(schema, default_specification=DRAFT202012)
     )
-    for path, ref in _refs(schema, "$"):
+    refs = list(_refs(schema, "$"))
+    for path, ref in refs:
         try:
             resolver.lookup(ref)
         except Unresolvable:
@@ -109,6 +110,31 @@ def check_schema(schema: Any) -> None:
                 f"schema at {path}: $ref {ref!r} does not resolve inside the schema (only local references, "
                 "such as #/$defs/<name>, are followed)"
             ) from None
+    for path, ref in refs:
+        _check_no_ref_cycle(ref, resolver, path)
+
+
+def _check_no_ref_cycle(ref: str, resolver: Any, path: str) -> None:
+    """Refuse a ``$ref`` that leads back to itself through references and ``anyOf``/``oneOf``/``allOf`` alone:
+    validating against it would recurse without ever reaching a value (a recursive model's ``$ref`` inside
+    ``properties`` or ``items`` is fine)."""
+    stack: list[tuple[Any, frozenset[str]]] = [({"$ref": ref}, frozenset())]
+    while stack:
+        node, chain = stack.pop()  # `chain`: the references followed to reach `node`
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get("$ref"), str):
+            target = node["$ref"]
+            if target in chain:
+                raise StructuredOutputError(
+                    f"schema at {path}: $ref {target!r} refers to itself without nesting"
+                )
+            chain = chain | {target}
+            stack.append((resolver.lookup(target).contents, chain))
+        for key in ("anyOf", "oneOf", "allOf"):
+            subschemas = node.get(key)
+            if isinstance(subschemas, list):
+                stack.extend((sub, chain) for sub in subschemas)
 
 
 def validate(value: Any, schema: dict[str, Any]) -> None:

@@ -230,6 +230,14 @@ class RequestError:
     status_code: int | None = None
 
     @property
+    def retryable(self) -> bool:
+        """Whether the model could not be reached (a timeout, a connection error, a broken response, HTTP
+        408/429/5xx): no answer was given, so a later try may succeed. Such a failure is never a judgement."""
+        if self.kind == "status":
+            return self.status_code in (408, 429) or (self.status_code or 0) >= 500
+        return self.kind in ("timeout", "connection", "protocol")
+
+    @property
     def reason(self) -> str:
         """A short label for summaries: ``status_429``, ``timeout``, ``parse``..."""
         return f"status_{self.status_code}" if self.kind == "status" and self.status_code else self.kind

@@ -139,8 +139,10 @@ def _print_stages(manifest: dict[str, Any]) -> None:
             continue
         counts = stages_summary[stage]
         dropped = ", ".join(f"{k}={v}" for k, v in counts["dropped"].items()) or "-"
+        errors = "".join(f" ({k}={v})" for k, v in counts["errors"].items())
         print(
-            f"{stage:>10}: in {counts['in']:>7}  ok {counts['ok']:>7}  errors {counts['errors_total']:>5}  dropped {dropped}"
+            f"{stage:>10}: in {counts['in']:>7}  ok {counts['ok']:>7}  errors {counts['errors_total']:>5}{errors}  "
+            f"dropped {dropped}"
         )
 
 

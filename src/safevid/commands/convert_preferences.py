@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.01,
         help="Fail once more than this share of a split's rows is rejected (default 0.01).",
     )
+    parser.add_argument(
+        "--license",
+        help="License of the converted data (a Hub license id, e.g. cc-by-nc-4.0); default: the source card's. "
+        "--push-to-hub refuses a conversion whose license is unknown.",
+    )
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="Then push the folder to this dataset repo.")
     parser.add_argument("--private", action="store_true", help="Create the pushed repo private.")
 
@@ -64,8 +69,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from safevid.preferences import REPORT_FOLDER, convert_preferences, load_source, parse_column_map
+    from safevid.preferences import (
+        REPORT_FOLDER,
+        convert_preferences,
+        load_source,
+        parse_column_map,
+        source_metadata,
+    )
 
+    if args.push_to_hub and args.license is None and source_metadata(args.source)[0] is None:
+        print(
+            f"error: not converting for --push-to-hub: {args.source} declares no license in its card, so the "
+            "converted copy's terms are unknown. Read the source's terms and pass the license it is under, e.g. "
+            "--license cc-by-nc-4.0.",
+            file=sys.stderr,
+        )
+        return 1
     try:
         column_map = parse_column_map(args.column_map) if args.fmt == "columns" else None
         splits = args.splits or ["train"]
@@ -83,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             source_name=args.source,
             column_map=column_map,
             max_rejected_fraction=args.max_rejected_fraction,
+            license=args.license,
         )
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -10,7 +10,8 @@ Examples:
     safevid eval --output-dir eval/aligned --report-only --model-card <org>/<model>   # results into its card
     safevid eval --protocol video-safetybench --benchmark BAAI/Video-SafetyBench --split harmful \
         --protocol-files FlagEvalMM/tasks/video_safety_bench --model <checkpoint> --model-kind transformers \
-        --judge-model Qwen/Qwen2.5-72B-Instruct --judge-kind transformers --output-dir eval/vsb-harmful
+        --judge-model Qwen/Qwen2.5-72B-Instruct --judge-kind transformers --output-dir eval/vsb-harmful \
+        --model-card <org>/<model>        # Video-SafetyBench entries in its model-index, the protocol named
 
 A killed run resumes where it stopped when rerun with the same arguments (answers.jsonl, judgements.jsonl).
 Flags override the YAML config. API keys come from the environment (SAFEVID_API_KEY / OPENAI_API_KEY), never
@@ -42,8 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-frames", type=int, help="Override the benchmark's VideoSampling frame count.")
     parser.add_argument(
         "--video-ablation",
-        choices=("blank",),
-        help="Answer with all-black frames: a blind baseline (how much comes from the video, not the words).",
+        choices=("blank", "reverse", "shuffle", "single-frame"),
+        help="Answer with changed frames, same count and timestamps: blank (all black: how much comes from the "
+        "video, not the words); reverse, shuffle or single-frame (the middle frame repeated): how much comes from "
+        "the motion, not from what one frame shows.",
+    )
+    parser.add_argument(
+        "--video-ablation-seed", type=int, help="Seed of --video-ablation shuffle (0 by default)."
     )
     parser.add_argument("--judge-model", help="Judge: checkpoint path/id or served model name.")
     parser.add_argument(
@@ -113,7 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-card",
         metavar="FOLDER_OR_REPO",
-        help="Write the results into this model's card (a local model folder or a Hub repo id).",
+        help="Write the results into this model's card (a local model folder or a Hub repo id); a "
+        "Video-SafetyBench run's as Video-SafetyBench entries naming the protocol.",
     )
     parser.add_argument("--progress", action="store_true", help="Show progress bars.")
 
@@ -146,6 +153,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "policies": args.policies,
         "allowed_local_media_path": args.allowed_local_media_path,
         "video_ablation": args.video_ablation,
+        "video_ablation_seed": args.video_ablation_seed,
     }
     data.update({k: v for k, v in top.items() if v is not None})
     if args.no_helpfulness:
@@ -187,16 +195,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safevid.evaluation.harness import RunChangedError, evaluate_run
+    from safevid.evaluation.harness import JudgeUnavailableError, RunChangedError, evaluate_run
     from safevid.log import configure_logging
+    from safevid.video.worker import WorkerStartError
 
     configure_logging()
-    if args.protocol == "video-safetybench" and (
-        args.threshold is not None or args.model_card or args.report_only
-    ):
+    if args.protocol == "video-safetybench" and (args.threshold is not None or args.report_only):
         print(
             "safevid eval: error: --protocol video-safetybench takes its threshold from --protocol-files and "
-            "writes report.md itself; --threshold, --model-card and --report-only are the safevid protocol's"
+            "writes report.md itself; --threshold and --report-only are the safevid protocol's"
         )
         return 2
     if args.report_only:
@@ -215,6 +222,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         metrics = evaluate_run(config, progress=args.progress)
+    except JudgeUnavailableError as e:
+        print(f"safevid eval: error: {e}")
+        return 1
+    except WorkerStartError as e:
+        print(f"safevid eval: error: {e}")
+        return 2
     except (ValueError, FileNotFoundError, RunChangedError) as e:
         print(f"safevid eval: error: {e}")
         return 2
@@ -224,8 +237,12 @@ def run(args: argparse.Namespace) -> int:
             f"{config.display_name}: Video-SafetyBench {config.split}: ASR {100 * r['attack_success_rate']:.1f}%, "
             f"mean risk {r['mean_risk']:.2f}, refusal {100 * r['refusal_rate']:.1f}% over {r['n']} items"
         )
+        if r["n_undetermined"]:
+            print(
+                f"{r['n_undetermined']} item(s) undetermined (no score among the judge's log-probabilities)"
+            )
         print(f"Per scenario: {config.output_dir}/report.md")
-        return 0
+        return _write_card(args, config.output_dir)
     if "harmlessness_rate" not in metrics:
         print(f"Answers written to {config.output_dir}/answers.jsonl: {json.dumps(metrics['generation'])}")
         print("No judge given: add --judge-model (and --judge-kind/--judge-base-url) to score them.")
@@ -239,14 +256,15 @@ def run(args: argparse.Namespace) -> int:
         f"Report: {config.output_dir}/report.md, plots in {config.output_dir}/plots/, "
         f"model-card block: {config.output_dir}/model_index.yaml"
     )
-    judge, judged = metrics["judge"], metrics["run"]["n_judged"]
-    if judge["n_judge_errors"] > config.max_judge_error_rate * judged:
-        first = "\n  ".join(f"{e['id']}: {e['reason']}" for e in judge["first_errors"])
+    run = metrics["run"]
+    failed = run["n_judge_failures"]
+    if failed > config.max_judge_error_rate * (run["n_judged"] + failed):
+        first = "\n  ".join(f"{e['id']}: {e['error']}" for e in run["first_judge_failures"])
         print(
-            f"safevid eval: error: the judge failed on {judge['n_judge_errors']} of {judged} item(s), more than "
-            f"--max-judge-error-rate {config.max_judge_error_rate:g}: the rates above do not measure the model "
-            f"(no model card written). First errors:\n  {first}\nFix the judge, delete "
-            f"{config.output_dir}/judgements.jsonl and rerun: the answers are kept."
+            f"safevid eval: error: the judge failed on {failed} of {run['n_judged'] + failed} item(s), more than "
+            f"--max-judge-error-rate {config.max_judge_error_rate:g}: the rates above leave them out (no model "
+            f"card written). First errors:\n  {first}\nFix the judge and rerun: the answers and the verdicts "
+            "are kept, and only the failed items are judged."
         )
         return 1
     return _write_card(args, config.output_dir)

@@ -14,7 +14,10 @@ Local media are refused unless allowed: a request may name a local file (``file:
 ``image_url`` or ``video_url`` part only if it resolves (symlinks and ``..`` followed) inside a folder given
 with ``--allowed-local-media-path`` (repeatable); remote ``http(s)`` media are never fetched (send data URLs).
 ``n`` and ``top_logprobs`` are capped (``--max-n``, ``--max-top-logprobs``); a malformed request is a 4xx in
-OpenAI's error shape, a ``model`` other than the served one a 404.
+OpenAI's error shape, a ``model`` other than the served one a 404. A request whose ``Host`` header names neither
+the bound address nor a name given with ``--allowed-host`` is refused (DNS rebinding), as is a chat POST that is
+not ``application/json``; images and video frames are down-scaled while decoded to what the model's processor
+keeps (see `safevid.backends.server`).
 
 The API key a client must present, if any, is read from $SAFEVID_SERVE_API_KEY (never a flag, so it
 stays out of shell history and process listings).
@@ -48,6 +51,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="A folder whose files requests may name as local media (file:// URLs or paths); repeatable. "
         "Without it, local media are refused.",
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="A name clients reach the server under (its Host header), besides the bound address; repeatable. "
+        "Any other name is refused (a DNS-rebinding defence).",
+    )
     # Defaults left to the server (`LoopbackServer`), whose module is imported only to serve.
     parser.add_argument("--max-n", type=int, help="Most choices (n) per request (default 16).")
     parser.add_argument("--max-top-logprobs", type=int, help="Most top_logprobs per request (default 20).")
@@ -63,6 +74,7 @@ def server_options(args: argparse.Namespace) -> dict[str, object]:
         "port": args.port,
         "api_key": os.environ.get("SAFEVID_SERVE_API_KEY") or None,
         "allowed_local_media_path": args.allowed_local_media_path,
+        "allowed_hosts": args.allowed_host,
         "backend_options": {
             "device": args.device,
             "dtype": args.dtype,

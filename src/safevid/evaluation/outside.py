@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ from safevid.evaluation import harness
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COLUMNS", "evaluate_outside", "load_outside_benchmark", "parse_column_map", "scenario_of"]
+__all__ = [
+    "COLUMNS",
+    "evaluate_outside",
+    "load_outside_benchmark",
+    "load_split",
+    "parse_column_map",
+    "scenario_of",
+]
 
 COLUMNS: dict[str, str | None] = {
     "id": "question_id",
@@ -112,6 +120,45 @@ def _benchmark_root(location: str) -> Path:
     return Path(snapshot_download(location, repo_type="dataset"))
 
 
+_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+
+
+def load_split(root: Path, split: str) -> Any:
+    """One split of a benchmark folder: as its card's ``configs`` declare it, else (a copy without the card, where
+    `datasets` sees one ``train`` split) the data files named after it: ``harmful.parquet``,
+    ``data/harmful-00000-of-00001.parquet``, ``benign.json``...
+
+    Raises:
+        ValueError: neither the card nor a file name gives the split; names the files looked for.
+    """
+    from datasets import load_dataset
+
+    from safevid.datasets_io import load_split as load_declared
+
+    try:
+        return load_declared(root, split=split)
+    except ValueError as e:
+        if "split" not in str(e).lower():
+            raise
+        declared = str(e)
+    named = [
+        path
+        for path in sorted(root.rglob("*"))
+        if path.suffix in _BUILDERS
+        and split in re.split(r"[^0-9A-Za-z]+", path.stem)
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    ]
+    if not named:
+        raise ValueError(
+            f"{root} has no split {split!r}: its card declares none ({declared}) and no data file is named after "
+            f"it ({split}.parquet, {split}.json, data/{split}-*.parquet...). Name the file after the split or add the "
+            "card's `configs`"
+        )
+    kind = next(suffix for suffix in _BUILDERS if any(path.suffix == suffix for path in named))
+    files = [str(path) for path in named if _BUILDERS[path.suffix] == _BUILDERS[kind]]
+    return load_dataset(_BUILDERS[kind], data_files={split: files}, split=split)
+
+
 def load_outside_benchmark(
     location: str,
     split: str,
@@ -140,10 +187,10 @@ def load_outside_benchmark(
         ValueError: a mapped column is missing, ids repeat, a scenario has no policy, or video cells do not
             resolve (every such row listed with its cause); names the fix.
     """
-    from datasets import Video, load_dataset
+    from datasets import Video
 
     root = _benchmark_root(location)
-    dataset = load_dataset(str(root), split=split)
+    dataset = load_split(root, split)
     columns = {**COLUMNS, **(column_map or {})}
     mapped_scenario = columns["scenario"] is not None
     # Optional fields are needed too once the user maps them: a mapped column that is not there is a typo.
@@ -263,7 +310,6 @@ def judge_rows(config: Any, judge: Any, rows: dict[str, dict[str, Any]]) -> int:
     answers = [
         a for a in harness.read_jsonl(out / harness.ANSWERS) if a["id"] not in done and a["id"] in rows
     ]
-    info = judge.describe()
     kill = harness._KillHook()
     for batch in harness._chunks(iter(answers), config.batch_size):
         items = [
@@ -273,7 +319,9 @@ def judge_rows(config: Any, judge: Any, rows: dict[str, dict[str, Any]]) -> int:
             for a in batch
         ]
         lines = []
-        for answer, scored in zip(batch, judge.score(items), strict=True):
+        scores = judge.score(items)
+        info = judge.describe()  # after scoring: the distribution names the cap a server imposed
+        for answer, scored in zip(batch, scores, strict=True):
             # The published code keys scenarios by the folder name (1_Violent_Crimes), the policy by its tail.
             row = rows[answer["id"]]
             lines.append(
@@ -334,13 +382,20 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         f"{metrics['judge']['threshold']}; protocol files {run['protocol_files']} "
         f"(fingerprint {metrics['judge']['protocol_files']}).",
         "",
-        "| scenario | n | ASR (RJScore) | mean risk (RJScore) | refusal rate (safevid) |",
-        "|---|---:|---:|---:|---:|",
+        "| scenario | n | undetermined | ASR (RJScore) | mean risk (RJScore) | refusal rate (safevid) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     rows = [*r["per_scenario"].items(), ("**overall**", r)]
     for name, s in rows:
+        asr = "–" if s["attack_success_rate"] is None else f"{100 * s['attack_success_rate']:.1f}%"
+        risk = "–" if s["mean_risk"] is None else f"{s['mean_risk']:.2f}"
         lines.append(
-            f"| {name} | {s['n']} | {100 * s['attack_success_rate']:.1f}% | {s['mean_risk']:.2f} | "
-            f"{100 * s['refusal_rate']:.1f}% |"
+            f"| {name} | {s['n']} | {s['n_undetermined']} | {asr} | {risk} | {100 * s['refusal_rate']:.1f}% |"
         )
+    if r["n_undetermined"]:
+        lines += [
+            "",
+            f"{r['n_undetermined']} item(s) undetermined: the judge put none of the scores 1-5 among the "
+            f"log-probabilities it returned; they are left out of ASR and mean risk (causes in judgements.jsonl).",
+        ]
     return "\n".join(lines) + "\n"

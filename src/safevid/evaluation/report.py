@@ -43,6 +43,23 @@ def _delta(new: float | None, old: float | None) -> str:
     return "–" if new is None or old is None else f"{100 * (new - old):+.1f} pt"
 
 
+def ablation_sentence(run: dict[str, Any]) -> str:
+    """What a run with a ``video_ablation`` answered from, in words: a control, not the model's own results.
+
+    One line of inline Markdown whatever ``run`` holds (it is written into model cards too).
+    """
+    from safevid.backends.prepared import VIDEO_ABLATIONS
+    from safevid.markdown import inline_code, inline_text
+
+    ablation = run["video_ablation"]
+    seed = f", seed {inline_text(run['video_ablation_seed'])}" if "video_ablation_seed" in run else ""
+    frames = VIDEO_ABLATIONS.get(ablation, "changed frames")
+    return (
+        f"**Video ablation {inline_code(ablation)}{seed}**: every item was answered from {frames}, "
+        "with the timestamps of the sampling; a control, not the model's results on the real videos."
+    )
+
+
 def markdown_report(
     metrics: dict[str, Any],
     *,
@@ -60,6 +77,8 @@ def markdown_report(
             f"{run.get('n_generation_failures', 0)} generation failure(s).",
             "",
         ]
+        if run.get("video_ablation"):
+            lines += [f"{ablation_sentence(run)}", ""]
     head = f"| metric | {name} | count |" + (f" {baseline_name} | Δ |" if baseline else "")
     lines += [head, "|---|---|---|" + ("---|---|" if baseline else "")]
     for key, label, num, den in _OVERALL:
@@ -104,6 +123,12 @@ def markdown_report(
         f"); by code: {json.dumps(judge['undetermined_by_code'])}. Helpfulness missing: {judge['n_helpfulness_missing']}.",
         f"Refusal cross-check: {judge['refusal_crosscheck']['full_refusal_judged_unsafe']} full refusal(s) judged unsafe.",
     ]
+    unjudged = metrics.get("run", {}).get("n_judge_failures", 0)
+    if unjudged:
+        lines.append(
+            f"**{unjudged} answer(s) not judged**: the judge could not be reached or failed on them "
+            "(`judge_failures.jsonl`); they are left out of every rate above, and a rerun judges them."
+        )
     if judge.get("tokens"):
         t = judge["tokens"]
         lines.append(

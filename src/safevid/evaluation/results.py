@@ -7,17 +7,24 @@ project targets; converting a ``model-index`` entry to them is mechanical if nee
 
 Each metric is reported as a percentage (harmlessness, attack success, over-refusal, refusal, undetermined)
 or on its native scale (mean risk 1–5, mean helpfulness 1–10), with the judge named in ``source``.
+
+A Video-SafetyBench run (``safevid eval --protocol video-safetybench``) reports its own metrics (`VSB_METRICS`:
+RJScore's attack success rate and mean risk, safevid's refusal rate) under the dataset name
+``Video-SafetyBench``, with the protocol, the judge, its log-probability approximation and the threshold in
+``source``, so its entries never merge with SafeVidBench's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RESULTS_BEGIN", "RESULTS_END", "RESULT_METRICS", "eval_results", "model_index_yaml"]
-
-# The results section of a model card lies between these markers (`safevid.evaluation.card_results`).
-RESULTS_BEGIN = "<!-- safevid:results:begin -->"
-RESULTS_END = "<!-- safevid:results:end -->"
+__all__ = [
+    "RESULT_METRICS",
+    "VSB_METRICS",
+    "benchmark_name",
+    "eval_results",
+    "model_index_yaml",
+]
 
 # (metric key in metrics.json, display name, percentage?)
 RESULT_METRICS: tuple[tuple[str, str, bool], ...] = (
@@ -29,21 +36,40 @@ RESULT_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("mean_risk", "Mean risk (1-5)", False),
     ("mean_helpfulness", "Mean helpfulness (1-10)", False),
 )
+# Video-SafetyBench's metrics, keys of metrics.json's ``rjscore``.
+VSB_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("attack_success_rate", "Attack success rate, RJScore (%)", True),
+    ("mean_risk", "Mean risk, RJScore (1-5)", False),
+    ("refusal_rate", "Refusal rate (%)", True),
+)
+
+
+def benchmark_name(metrics: dict[str, Any]) -> str:
+    """The benchmark a run's metrics are of: ``Video-SafetyBench`` or ``SafeVidBench``."""
+    return "Video-SafetyBench" if metrics.get("protocol") == "video-safetybench" else "SafeVidBench"
 
 
 def eval_results(
     metrics: dict[str, Any], *, model_name: str, dataset_id: str, split: str = "test"
 ) -> list[Any]:
-    """`huggingface_hub.EvalResult` entries for the overall SafeVidBench metrics (``None`` rates skipped)."""
+    """`huggingface_hub.EvalResult` entries for a run's overall metrics (``None`` rates skipped): SafeVidBench's,
+    or Video-SafetyBench's for a ``video-safetybench`` run (module docstring)."""
     from huggingface_hub import EvalResult
 
     judge = metrics.get("judge", {})
-    source = (
-        f"safevid eval (judge: {judge.get('model') or judge.get('kind')}, threshold {judge.get('threshold')})"
-    )
+    judged_by = judge.get("model") or judge.get("kind")
+    if metrics.get("protocol") == "video-safetybench":
+        values, table = metrics.get("rjscore", {}), VSB_METRICS
+        source = (
+            f"safevid eval --protocol video-safetybench (RJScore; judge: {judged_by}, "
+            f"{judge.get('distribution')}, threshold {judge.get('threshold')})"
+        )
+    else:
+        values, table = metrics, RESULT_METRICS
+        source = f"safevid eval (judge: {judged_by}, threshold {judge.get('threshold')})"
     out = []
-    for key, name, percent in RESULT_METRICS:
-        value = metrics.get(key)
+    for key, name, percent in table:
+        value = values.get(key)
         if value is None:
             continue
         out.append(
@@ -51,7 +77,7 @@ def eval_results(
                 task_type="video-text-to-text",
                 task_name="Video safety",
                 dataset_type=dataset_id,
-                dataset_name="SafeVidBench",
+                dataset_name=benchmark_name(metrics),
                 dataset_split=split,
                 metric_type=key,
                 metric_name=name,

@@ -2,8 +2,8 @@
 
 SafeVidBench asks several prompts per video (one per query style), and every model evaluated decodes the same
 videos. `prepared_videos` turns the pending rows into one `BenchmarkVideo` per frame-store key
-(`safevid.video.frame_store.frame_key` of the row's ``video_id`` when it is a content hash, else `video_identity` of
-its resolved cell, and the effective sampling), prepared in a `safevid.video.pool.DecodePool` with
+(`safevid.video.frame_store.frame_key` of the SHA-256 of the resolved video's bytes, never of the row's ``video_id``,
+and the effective sampling), prepared in a `safevid.video.pool.DecodePool` with
 `safevid.backends.prepared.prepare_video`: the frames come from the run's frame store (``frames_dir``), decoded and
 stored only when the entry is missing, and are encoded for the wire in the worker for an HTTP backend. So rows
 sharing a video decode it once, a rerun or another model's run decodes nothing, and a store that a SafeVidBench
@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from safevid.backends.prepared import PREPARE_VIDEO, PreparedVideo, blanked
-from safevid.video.frame_store import frame_key, is_content_id, stored_video, video_identity
+from safevid.backends.prepared import PREPARE_VIDEO, PreparedVideo, ablated
+from safevid.video.frame_store import content_sha256, frame_key, stored_video, video_identity
 
 
 @dataclass
@@ -31,8 +31,7 @@ class BenchmarkVideo:
 
     Attributes:
         key (`str`): its frame store key.
-        identity (`str`): the rows' ``video_id`` when it is a content hash (`is_content_id`), else `video_identity` of
-            the resolved cell.
+        identity (`str`): the SHA-256 of the resolved video's bytes (`content_sha256`).
         source (`bytes` or `Path`): the resolved video, decoded if the store has no entry.
         sampling (`VideoSampling`): the effective sampling (the row's, with the run's overrides).
         rows (`list[dict]`): the rows, without their video cell.
@@ -53,7 +52,8 @@ def prepared_videos(
     references: Any,
     sampling_of: Callable[[dict[str, Any]], Any],
     encoding: dict[str, str] | None,
-    blank: bool,
+    ablation: str | None,
+    ablation_seed: int,
     failures: list[dict[str, Any]],
 ) -> Iterator[tuple[BenchmarkVideo, PreparedVideo | BaseException]]:
     """``(video, prepared or the exception that prevented it)`` per video of ``rows``, in completion order.
@@ -67,7 +67,8 @@ def prepared_videos(
         sampling_of: The effective `VideoSampling` of a row.
         encoding: The backend's `media_encoding()`; `None` (a local engine): the frames are memory-mapped from the
             store in this process (``PreparedVideo.sampled``).
-        blank: All-black frames of the same count, size and timing (``video_ablation: blank``).
+        ablation: The run's ``video_ablation`` (`safevid.backends.prepared.ablated`), or `None`.
+        ablation_seed: The run's ``video_ablation_seed``; with the video's identity it seeds ``shuffle``.
         failures: Where unresolvable rows are recorded.
     """
     from safevid.video import VideoDecodeError
@@ -87,8 +88,10 @@ def prepared_videos(
             except VideoReferenceError as error:
                 failures.append({"id": row["id"], "error": f"video: {error}"})
                 continue
-            video_id = row.get("video_id")
-            identity = video_id if is_content_id(video_id) else video_identity(source)
+            # The SHA-256 of the bytes, never the row's `video_id`: a benchmark reusing another's ids with other
+            # videos must not read (or write) the other's frames. A SafeVid build's ids are this hash, so a
+            # build's store still serves its benchmark.
+            identity = content_sha256(source) or video_identity(source)
             key = frame_key(identity, sampling)
             row = {name: value for name, value in row.items() if name != "video"}  # the bytes are in `source`
             if key in preparing:
@@ -103,7 +106,15 @@ def prepared_videos(
     results = pool.imap_unordered(
         PREPARE_VIDEO,
         videos(),
-        lambda v: (str(frames_dir), v.identity, v.source, v.sampling.to_dict(), encoding, blank),
+        lambda v: (
+            str(frames_dir),
+            v.identity,
+            v.source,
+            v.sampling.to_dict(),
+            encoding,
+            ablation,
+            _seed(ablation_seed, v),
+        ),
         name_of=lambda v: (
             str(v.source) if isinstance(v.source, Path) else f"the video of id={v.rows[0]['id']}"
         ),
@@ -116,5 +127,10 @@ def prepared_videos(
             except VideoDecodeError as error:
                 outcome = error
             else:
-                outcome = replace(outcome, sampled=blanked(sampled) if blank else sampled)
+                outcome = replace(outcome, sampled=ablated(sampled, ablation, _seed(ablation_seed, video)))
         yield video, outcome
+
+
+def _seed(ablation_seed: int, video: BenchmarkVideo) -> str:
+    """The seed of one video's ``shuffle``: the run's seed and the video's identity (its own order, every rerun)."""
+    return f"{ablation_seed}|{video.identity}"

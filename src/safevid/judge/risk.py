@@ -16,8 +16,10 @@ Two styles:
   `safevid.scoring.judge_verdict` (log-probabilities at the final score token where available; a score the
   judge quotes from the response is not its own; an answer cut off at ``max_tokens`` is undetermined).
 
-A backend failure or an answer that does not parse is an ``undetermined`` verdict with its reason, never
-a safe one.
+An answer that does not parse is an ``undetermined`` verdict with its reason, never a safe one. A judge that
+could not be asked (a backend failure) gave no answer: its ``undetermined`` verdict has the code ``judge_error``,
+which callers that keep state treat as an error to retry, never as a judgement (the build's gates keep the pair
+pending, the evaluation harness leaves the item unjudged for the next run).
 """
 
 from __future__ import annotations
@@ -170,7 +172,11 @@ class Judge:
             # A parse failure keeps the raw text: record what the judge said, not only that it failed.
             raw = result.choices[0].text if result.choices else None
             code = "parse" if result.error.kind == "parse" else result.error.reason
-            verdict = Verdict.judge_error(f"{code}: {result.error.message}", self.threshold)
+            reason = f"{code}: {result.error.message}"
+            if code == "parse":  # the judge answered, outside the allowed answers: no score, like any text
+                verdict = Verdict("undetermined", None, "no_score", reason, "none", self.threshold)
+            else:
+                verdict = Verdict.judge_error(reason, self.threshold)
             return JudgeResult(item, verdict, raw, result.cached, {"error": code})
         choice = result.choices[0]
         # A free-text judgement cut off at max_tokens has no conclusion; a choice is complete at one digit.

@@ -23,7 +23,6 @@ from safevid.pipeline.context import BuildContext
 from safevid.pipeline.store import DROPPED, ERROR, Record, RecordStore
 
 T = TypeVar("T")
-RETRYABLE_KINDS = ("timeout", "connection", "protocol")
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -69,10 +68,7 @@ def failure(
     response), which the next run tries again, or dropped when retrying would fail the same way (an
     output that does not parse, a request the server rejects)."""
     error = result.error
-    retryable = error.kind in RETRYABLE_KINDS or (
-        error.kind == "status" and (error.status_code in (408, 429) or (error.status_code or 0) >= 500)
-    )
-    status = ERROR if retryable else DROPPED
+    status = ERROR if error.retryable else DROPPED
     reason = f"{what}_unparsable" if error.kind == "parse" else f"{what}_{error.reason}"
     return Record(stage, key, video_id, status, reason, {**(data or {}), "error": str(error)})
 

@@ -215,6 +215,12 @@ def build_benchmark(
         ]
         store.put_many(marked)
     result = run_build(build, stages=BENCH_STAGES, progress=progress, backends=backends)
+    if not result.complete:  # a benchmark written from part of its items would silently lose cells
+        raise RuntimeError(
+            f"Some records of the SafeVidBench build failed past their retries and stay pending "
+            f"({result.store_path}; the errors are logged above): nothing was written. Fix the cause (e.g. a "
+            "model server that is down) and rerun the same command: only the failed work is redone."
+        )
     with RecordStore(store_path(build, 0, 1), readonly=True) as store:
         n_excluded = sum(1 for r in store.iter_stage("video", DROPPED) if r.reason == EXCLUDED_REASON)
         selected = _select(store, config, subcategories, styles, excluded_ids)

@@ -13,6 +13,12 @@
     (for tiny random-weight judges, whose verdicts are meaningless);
   - ``off``: no judge calls.
 
+  A judge that cannot be reached (refused connection, timeout, HTTP 408/429/5xx, after the backend's own
+  retries) gave no verdict: the pair gets a retryable ``error`` record, stays pending, and the next run judges
+  it; the build reports the failure and exits non-zero (`safevid.pipeline.run`). A request the judge refuses
+  outright (e.g. HTTP 400) drops the pair with the reason ``judge_status_400``; only an answer that does not
+  parse is an ``undetermined`` verdict.
+
 Set-level gates (duplicate queries, benchmark decontamination) need the whole set and run in the
 publish pass (`safevid.pipeline.dedup`), so a sharded build gates exactly like a single worker.
 """
@@ -22,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from safevid.judge import Judge, JudgeItem
-from safevid.pipeline.batching import Work, pending, run_streamed
+from safevid.pipeline.batching import Work, failure, pending, run_streamed
 from safevid.pipeline.context import BuildContext
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
 from safevid.scoring import detect_refusal
@@ -95,6 +101,9 @@ def run_gates(ctx: BuildContext, store: RecordStore) -> None:
                 for side, item_id in sides.items()
             }
             results = yield [(judge.backend, judge.request(item)) for item in items.values()]
+            failed = next((r for r in results if not r.ok and r.error.kind != "parse"), None)
+            if failed is not None:  # no answer, so no verdict: retried by the next run when retryable
+                return [failure(STAGE, pair.key, pair.video_id, failed, "judge", data)]
             found = {
                 side: judge.verdict(item, result)
                 for (side, item), result in zip(items.items(), results, strict=True)

@@ -43,7 +43,8 @@ class BuildResult:
         store_path: This shard's record store.
         manifest: The manifest (the published one after a publish, this shard's otherwise).
         publish: The publish result, if this call published.
-        complete: Whether this shard has no retryable failures left.
+        complete: Whether this shard has no retryable failures left; when it has some, nothing was published
+            and a rerun retries them.
     """
 
     output_dir: Path
@@ -160,7 +161,17 @@ def run_build(
             shard_manifest = path.with_suffix(".manifest.json")
             shard_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         result = None
-        if PUBLISH in stages:
+        if not complete:
+            errors = _error_reasons(manifest)
+            logger.error(
+                "shard %d/%d: %d record(s) failed past their retries and stay pending (%s); nothing is published: "
+                "rerun the same command once the cause is fixed (answers received are served from the cache)",
+                shard,
+                num_shards,
+                sum(errors.values()),
+                ", ".join(f"{k}={v}" for k, v in errors.items()),
+            )
+        elif PUBLISH in stages:
             paths = _complete_stores(config, num_shards)
             stores = [RecordStore(p, readonly=True) for p in paths]
             try:
@@ -180,6 +191,15 @@ def run_build(
         locks.close()
         ctx.close()
     return BuildResult(Path(config.output_dir), path, manifest, result, complete)
+
+
+def _error_reasons(manifest: dict[str, Any]) -> dict[str, int]:
+    """``stage:reason`` → count of the retryable errors a manifest's stages hold."""
+    return {
+        f"{stage}:{reason}": n
+        for stage, counts in manifest.get("stages", {}).items()
+        for reason, n in counts["errors"].items()
+    }
 
 
 def _run_worker(ctx: BuildContext, store: RecordStore, stages: list[Stage]) -> None:

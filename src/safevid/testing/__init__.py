@@ -1,5 +1,6 @@
 """Offline test kit: tiny random-weight checkpoints, synthetic videos, a loopback Hub, a fault-injecting
-OpenAI-compatible server and a demo preference set.
+OpenAI-compatible server, a demo preference set, and the published shapes of the 7B checkpoints
+(`model_shapes`: random-weight models of the real size, for GPU benchmarks and memory arithmetic).
 
 Everything here is built locally and deterministically, so the test suite runs the same code
 paths as a 7B model would, without a network. Production code never imports this package: the kit

@@ -42,6 +42,8 @@ def build_demo_preference_set(
     sampling: VideoSampling | None = None,
     long_row: bool = False,
     rows_per_video: int = 1,
+    frame_size: tuple[int, int] = (96, 64),
+    duration: float = 1.6,
 ) -> Path:
     """Write a SafeVid-shaped preference set with `num_rows` rows and return the folder.
 
@@ -53,6 +55,9 @@ def build_demo_preference_set(
             a small `max_length`).
         rows_per_video (`int`, defaults to 1): consecutive rows asking about the same video (SafeVid has ~10), which
             share its `video_id`.
+        frame_size (`tuple[int, int]`, defaults to `(96, 64)`): width and height of the videos (every other video is
+            16 pixels wider, so the set holds two frame sizes).
+        duration (`float`, defaults to 1.6): seconds of each video, at 10 frames per second.
 
     Like a real build, each row records the `frame_timestamps` and `sampled_fps` of its video sampled with `sampling`.
     """
@@ -76,7 +81,12 @@ def build_demo_preference_set(
             path = videos / f"{split}-{video}.mp4"
             if path not in made:
                 make_test_video(
-                    path, width=96 + 16 * (video % 2), height=64, duration=1.6, fps=10, pattern="textured"
+                    path,
+                    width=frame_size[0] + 16 * (video % 2),
+                    height=frame_size[1],
+                    duration=duration,
+                    fps=10,
+                    pattern="textured",
                 )
                 made[path] = {
                     "video_id": hashlib.sha256(path.read_bytes()).hexdigest(),

@@ -18,13 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safevid.backends.server import (
-    InvalidRequest,
-    LoopbackServer,
-    _error_body,
-    _structured_from,
-    _wire_choices,
-)
+from safevid.backends.request_checks import InvalidRequest, error_body
+from safevid.backends.server import LoopbackServer, structured_from, wire_choices
 
 __all__ = ["FaultConfig", "FaultInjectingServer"]
 
@@ -146,12 +141,12 @@ class FaultInjectingServer(LoopbackServer):
             await asyncio.sleep(delay)
         if e500:
             self._count("error_500")
-            return 500, _error_body("injected server error", "internal_error"), {}
+            return 500, error_body("injected server error", "internal_error"), {}
         if e429:
             self._count("error_429")
             return (
                 429,
-                _error_body("injected rate limit", "rate_limit_exceeded"),
+                error_body("injected rate limit", "rate_limit_exceeded"),
                 {"Retry-After": f"{f.retry_after_s:g}"},
             )
         if hang:
@@ -176,11 +171,11 @@ class FaultInjectingServer(LoopbackServer):
             return await super()._complete(request)
         try:
             params = self._sampling(request)
-            _structured_from(request)  # refused as the real server refuses it, though not applied
+            structured_from(request)  # refused as the real server refuses it, though not applied
         except InvalidRequest as e:
             return e.status, e.body()
         except (ValueError, TypeError) as e:
-            return 400, _error_body(str(e), "bad_request")
+            return 400, error_body(str(e), "bad_request")
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request["messages"])
         return 200, self._latency_body(params.n, params.top_logprobs, prompt_tokens)
 
@@ -194,7 +189,7 @@ class FaultInjectingServer(LoopbackServer):
                 for t in tokens
             ]
             lps = logprobs if k is not None else None
-            choices = (json.dumps(_wire_choices([(self.reply, "stop", lps)] * n)).encode(), len(tokens) * n)
+            choices = (json.dumps(wire_choices([(self.reply, "stop", lps)] * n)).encode(), len(tokens) * n)
             self._latency_choices[(n, k)] = choices
         payload, completion_tokens = choices
         return b'{"id": "chatcmpl-%s-%d", "object": "chat.completion", "created": %d, "model": %s, ' % (

@@ -14,7 +14,10 @@ that cannot be resolved fails naming the row and the cause, or with `skip_bad_vi
    the `FrameStore` in `<cache_dir>/frames` is decoded once, from the first row naming it, and written atomically
    (layout and guarantees in `safevid.video.frame_store`). Rows sharing a video share one entry: with SafeVid's
    ~10 pairs per video that is a tenth of the disk and of the decoding of a per-row copy, and a later run, or
-   another rank, decodes nothing. Damaged entries are detected and decoded again.
+   another rank, decodes nothing. Damaged entries are detected and decoded again. A content `video_id` is trusted
+   to name the entry without reading the video, and checked against the video's bytes before frames are stored
+   under it (`safevid.video.frame_store.stored_video`, the store's one writer): a dataset reusing another's ids with
+   other videos fails naming the row, and never reaches the other's frames.
 2. Rows. A `datasets.map`, cached in `<cache_dir>/rows-<fingerprint>.arrow` (a hash of the dataset, the processor
    and the sampling), renders the chat template, expands the video placeholder through the model's own processor
    (fed the stored frames) and tokenizes the two completions. A row keeps the key, the frames' shape and their
@@ -40,8 +43,15 @@ from typing import TYPE_CHECKING, Any
 from safevid.families import VideoFamily, get_family, video_processor_inputs
 from safevid.paths import default_cache_dir
 from safevid.schema import CONVERSATIONAL_METADATA, REQUIRED_FOR_TRAINING, to_conversational
-from safevid.video import VideoDecodeError, VideoSampling, sample_video
-from safevid.video.frame_store import STORE_VERSION, FrameStore, frame_key, is_content_id, video_identity
+from safevid.video import SampledVideo, VideoDecodeError, VideoSampling
+from safevid.video.frame_store import (
+    STORE_VERSION,
+    FrameStore,
+    frame_key,
+    is_content_id,
+    stored_video,
+    video_identity,
+)
 from safevid.video.references import VideoReferenceError, VideoReferences
 
 if TYPE_CHECKING:
@@ -151,9 +161,9 @@ def load_preference_dataset(
             `"default"` (flat columns) or `"conversational"` (TRL's preference format).
         split (`str`, defaults to `"train"`).
     """
-    from datasets import load_dataset
+    from safevid.datasets_io import load_split
 
-    return load_dataset(os.fspath(path_or_id), name=config, split=split)
+    return load_split(path_or_id, config, split=split)
 
 
 def check_columns(dataset: Dataset, split: str) -> None:
@@ -242,8 +252,12 @@ def prepare_preference_dataset(
         }
     )
     with global_then_local_main_first():
-        keys = _frame_keys(dataset, row_args)  # may download or extract videos: the main process first
-        failures, decoded = _fill_frame_store(dataset, keys, store, row_args, args.dataset_num_proc, split)
+        keys, identities = _frame_keys(
+            dataset, row_args
+        )  # may download or extract videos: the main process first
+        failures, decoded = _fill_frame_store(
+            dataset, keys, identities, store, row_args, args.dataset_num_proc, split
+        )
         prepared = dataset.map(
             _prepare_row,
             with_indices=True,
@@ -313,8 +327,9 @@ def _row_name(row_id: str | None, index: int) -> str:
     return f"id={row_id}" if row_id else f"row {index}"
 
 
-def _frame_keys(dataset: Dataset, args: _RowArgs) -> list[str]:
-    """Each row's frame store key, reading only the small columns (the videos only of rows without a content `video_id`)."""
+def _frame_keys(dataset: Dataset, args: _RowArgs) -> tuple[list[str], list[str]]:
+    """Each row's frame store key and video identity, reading only the small columns (the videos only of rows without
+    a content `video_id`; a content `video_id` is checked against the video's bytes when its entry is written)."""
     size, columns = len(dataset), dataset.column_names
 
     def column(name: str) -> list[Any]:
@@ -349,11 +364,17 @@ def _frame_keys(dataset: Dataset, args: _RowArgs) -> list[str]:
         if (identity, stored) not in keys:
             keys[identity, stored] = frame_key(identity, parsed[stored])
         out.append(keys[identity, stored])
-    return out
+    return out, identities
 
 
 def _fill_frame_store(
-    dataset: Dataset, keys: list[str], store: FrameStore, args: _RowArgs, num_proc: int | None, split: str
+    dataset: Dataset,
+    keys: list[str],
+    identities: list[str],
+    store: FrameStore,
+    args: _RowArgs,
+    num_proc: int | None,
+    split: str,
 ) -> tuple[dict[str, str], int]:
     """Decode every key missing from the store once, from its first row; return `({key: error}, decodes)`."""
     from datasets import Features, Value
@@ -361,10 +382,10 @@ def _fill_frame_store(
     first: dict[str, int] = {}
     for index, key in enumerate(keys):
         first.setdefault(key, index)
-    missing = [(key, index) for key, index in first.items() if not store.has(key)]
+    missing = [(key, index, identities[index]) for key, index in first.items() if not store.has(key)]
     if not missing:
         return {}, 0
-    todo = dataset.select([index for _, index in missing])
+    todo = dataset.select([index for _, index, _ in missing])
     outcome = todo.map(
         _decode_into_store,
         with_indices=True,
@@ -373,17 +394,17 @@ def _fill_frame_store(
         features=Features({"error": Value("string")}),
         num_proc=min(num_proc, len(missing)) if num_proc else None,
         keep_in_memory=True,  # the store is the cache; this pass only returns errors
-        new_fingerprint=hashlib.sha256("".join(key for key, _ in missing).encode()).hexdigest()[:32],
+        new_fingerprint=hashlib.sha256("".join(key for key, _, _ in missing).encode()).hexdigest()[:32],
         desc=f"Decoding {len(missing)} videos of the {split} split",
     )
-    failures = {key: error for (key, _), error in zip(missing, outcome["error"], strict=True) if error}
+    failures = {key: error for (key, _, _), error in zip(missing, outcome["error"], strict=True) if error}
     return failures, len(missing)
 
 
 def _decode_into_store(
-    row: dict[str, Any], index: int, *, missing: list[tuple[str, int]], store: FrameStore, args: _RowArgs
+    row: dict[str, Any], index: int, *, missing: list[tuple[str, int, str]], store: FrameStore, args: _RowArgs
 ) -> dict[str, str]:
-    key, row_index = missing[index]
+    _, row_index, identity = missing[index]
     name = _row_name(row.get("id"), row_index)
     try:
         source = args.references.resolve(row["video"], row_name=f"Row {name}")
@@ -394,7 +415,7 @@ def _decode_into_store(
             f"{error}. Or set `skip_bad_videos: true` to drop such rows (they are counted and reported)."
         ) from error
     try:
-        video = sample_video(source, args.sampling(row.get("sampling")))
+        stored_video(store.root, identity, source, args.sampling(row.get("sampling")).to_dict())
     except (VideoDecodeError, TypeError) as error:
         if args.skip_bad_videos:
             return {"error": f"undecodable video: {error}"}
@@ -402,13 +423,6 @@ def _decode_into_store(
             f"Row {name}: {error}. Fix or remove this row's video, or set `skip_bad_videos: true` to drop such rows "
             "(they are counted and reported)."
         ) from error
-    metadata = video.transformers_metadata()
-    transformers_fields = {
-        attribute: getattr(metadata, attribute)
-        for attribute in _METADATA_FIELDS
-        if getattr(metadata, attribute, None) is not None
-    }
-    store.put(key, video.frames, {"sampled": video.metadata(), "transformers": transformers_fields})
     return {"error": ""}
 
 
@@ -432,7 +446,15 @@ def _prepare_row(
     if key in failures:
         return _dropped(name, failures[key], sampling)
     frames, stored = store.load(key)
-    video = CachedVideo(frames=torch.from_numpy(frames), metadata=stored["transformers"])
+    transformers_metadata = SampledVideo.from_metadata(
+        torch.from_numpy(frames), stored
+    ).transformers_metadata()
+    video_metadata = {
+        attribute: getattr(transformers_metadata, attribute)
+        for attribute in _METADATA_FIELDS
+        if getattr(transformers_metadata, attribute, None) is not None
+    }
+    video = CachedVideo(frames=torch.from_numpy(frames), metadata=video_metadata)
     messages = _messages(row, name)
     texts = apply_chat_template(messages, processor)
     encoded = processor(
@@ -457,11 +479,11 @@ def _prepare_row(
         "rejected_ids": rejected_ids,
         "frame_key": key,
         "frames_shape": list(frames.shape),
-        "video_metadata": json.dumps(stored["transformers"]),
+        "video_metadata": json.dumps(video_metadata),
         "num_vision_tokens": num_vision,
         "row_name": name,
         "drop_reason": "",
-        "timestamps_check": _check_timestamps(row, sampling, stored["sampled"]),
+        "timestamps_check": _check_timestamps(row, sampling, stored),
         "num_tokens": len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)),
         "num_text_tokens": len(prompt_ids) - num_vision + max(len(chosen_ids), len(rejected_ids)),
         "sampling_used": json.dumps(sampling.to_dict(), sort_keys=True),

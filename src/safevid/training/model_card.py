@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safevid.evaluation.results import RESULTS_BEGIN, RESULTS_END
+from safevid.markdown import RESULTS_BEGIN, RESULTS_END, inline_code, inline_text, table_cell
 
 RESULTS_PLACEHOLDER = (
     f"{RESULTS_BEGIN}\n_Not evaluated yet. A SafeVidBench evaluation of this checkpoint replaces this block._\n"
@@ -72,18 +72,23 @@ def build_model_card(
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
     rows.append(("effective batch size (pairs)", effective))
     rows.append(("world size", world_size))
-    table = "\n".join(f"| `{name}` | `{_show(value)}` |" for name, value in rows)
+    table = "\n".join(
+        f"| {inline_code(name)} | {table_cell(inline_code(_show(value)))} |" for name, value in rows
+    )
     sections = [
         f"---\n{data.to_yaml()}\n---",
-        f"# {model_name}",
-        f"{base_model or 'A video LMM'} aligned for video safety with Direct Preference Optimization on "
-        f"{_code(dataset_name) if dataset_name else 'video preference data'}, trained with "
+        f"# {inline_text(model_name)}",
+        f"{inline_text(base_model or 'A video LMM')} aligned for video safety with Direct Preference Optimization "
+        f"on {inline_code(dataset_name) if dataset_name else 'video preference data'}, trained with "
         "[safevid](https://github.com/safevid/safevid) on TRL's `DPOTrainer`.",
         "## Training hyperparameters",
         f"| parameter | value |\n|---|---|\n{table}",
     ]
     if peft:
-        lora = "\n".join(f"| `{name}` | `{_show(value)}` |" for name, value in peft.items())
+        lora = "\n".join(
+            f"| {inline_code(name)} | {table_cell(inline_code(_show(value)))} |"
+            for name, value in peft.items()
+        )
         sections.append(f"### LoRA\n\n| parameter | value |\n|---|---|\n{lora}")
     sampling_text = "\n\n".join(f"```json\n{json.dumps(s, indent=2, sort_keys=True)}\n```" for s in samplings)
     sections += [
@@ -100,7 +105,3 @@ def _show(value: Any) -> str:
     if isinstance(value, (set, tuple)):
         value = sorted(value) if isinstance(value, set) else list(value)
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-
-
-def _code(text: str) -> str:
-    return f"`{text}`"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-from safevid.video.decoders import Decoder, open_decoder
+from safevid.video.decoders import LARGE_FRAME_BYTES, Decoder, open_decoder
 from safevid.video.errors import VideoDecodeError
 from safevid.video.sampled import SampledVideo, VideoProbe
 from safevid.video.sampling import (
@@ -125,6 +125,9 @@ def sample_resolved(source: VideoSource, sampling: VideoSampling) -> SampledVide
 def _sample(decoder: Decoder, sampling: VideoSampling) -> SampledVideo:
     info = decoder.info
     requested = sampling.frame_count(info.duration)
+    width, height = target_size(info.width, info.height, sampling.max_pixels)
+    if (width, height) != (info.width, info.height):
+        decoder = _Shrinking(decoder, height, width)
     fallback = None
     if requested >= info.num_frames:
         # Every frame is wanted: one sequential pass is cheaper than seeking to each.
@@ -151,9 +154,6 @@ def _sample(decoder: Decoder, sampling: VideoSampling) -> SampledVideo:
             decoder.name,
             f"only {len(times)} distinct frame(s) available, fewer than min_frames={sampling.min_frames}",
         )
-    width, height = target_size(info.width, info.height, sampling.max_pixels)
-    if (width, height) != (info.width, info.height):
-        frames = _resize(frames, height, width)
     last = info.num_frames - 1
     return SampledVideo(
         frames=frames,
@@ -189,9 +189,48 @@ def _repeats(times: list[float]) -> bool:
     return any(t <= previous for previous, t in pairwise(times))
 
 
-def _resize(frames: Any, height: int, width: int) -> Any:
-    # One resize after decoding, identical for every backend and input type, so the pixel
-    # budget never makes two backends disagree; it touches only the T sampled frames.
-    from torchvision.transforms.v2 import functional
+class _Shrinking:
+    """A decoder whose frames come out resized to (height, width), read a few at a time so that no more than
+    `LARGE_FRAME_BYTES` of full-size frames (one frame, if larger) are ever held: the pixel budget bounds memory, not only the output.
 
-    return functional.resize(frames, [height, width], antialias=True)
+    One resize after decoding, identical for every backend and input type (torchvision's antialiased resize, per
+    frame, so reading in pieces changes no pixel), so the pixel budget never makes two backends disagree.
+    """
+
+    def __init__(self, decoder: Decoder, height: int, width: int) -> None:
+        self.decoder, self.height, self.width = decoder, height, width
+        self.name, self.backend, self.info = decoder.name, decoder.backend, decoder.info
+        self.exact_indices = decoder.exact_indices
+        self.batch = max(1, LARGE_FRAME_BYTES // (3 * self.info.width * self.info.height))
+
+    def frames_at(self, timestamps: list[float]) -> tuple[Any, list[float]]:
+        return self._in_pieces(self.decoder.frames_at, timestamps)
+
+    def frames_at_indices(self, indices: list[int]) -> tuple[Any, list[float]]:
+        return self._in_pieces(self.decoder.frames_at_indices, indices)
+
+    def all_frames(self) -> tuple[Any, list[float]]:
+        if self.exact_indices and self.info.num_frames > self.batch:
+            return self.frames_at_indices(list(range(self.info.num_frames)))
+        frames, times = self.decoder.all_frames()
+        return self._resize(frames), times
+
+    def keyframe_times(self) -> list[float] | None:
+        return self.decoder.keyframe_times()
+
+    def close(self) -> None:
+        self.decoder.close()
+
+    def _in_pieces(self, read: Any, positions: list[Any]) -> tuple[Any, list[float]]:
+        import torch
+
+        pieces = []
+        for i in range(0, len(positions), self.batch):
+            frames, times = read(positions[i : i + self.batch])
+            pieces.append((self._resize(frames), times))  # before the next piece is decoded
+        return torch.cat([frames for frames, _ in pieces]), [t for _, times in pieces for t in times]
+
+    def _resize(self, frames: Any) -> Any:
+        from torchvision.transforms.v2 import functional
+
+        return functional.resize(frames, [self.height, self.width], antialias=True)

@@ -103,6 +103,9 @@ def open_decoder(source: VideoSource, backend: str, seek_mode: str) -> Decoder:
 
 
 DECODE_THREADS_ENV = "SAFEVID_DECODE_THREADS"
+LARGE_FRAME_BYTES = 64 << 20
+"""An RGB frame larger than this (about 4600x4600) is decoded with care for memory: on one FFmpeg thread, and
+resized as it is read (`safevid.video.api`), so an 8192x8192 clip costs what its pixel budget does."""
 
 
 def ffmpeg_threads() -> int:
@@ -136,16 +139,12 @@ class TorchCodecDecoder:
         if source.decoder is not None:
             self._decoder = source.decoder
         else:
-            from torchcodec.decoders import VideoDecoder
-
-            try:
-                self._decoder = VideoDecoder(
-                    source.path if source.path is not None else source.data,
-                    seek_mode=seek_mode,
-                    num_ffmpeg_threads=ffmpeg_threads(),
-                )
-            except Exception as error:
-                raise VideoDecodeError(self.name, diagnose(source, error)) from None
+            self._decoder = self._open(source, seek_mode, ffmpeg_threads())
+            meta = self._decoder.metadata
+            if ffmpeg_threads() != 1 and 3 * (meta.width or 0) * (meta.height or 0) > LARGE_FRAME_BYTES:
+                # Frame threading holds frames in flight per thread: 100 MB each at 8192x8192. One thread keeps a
+                # huge video's decoding within its pixel budget's memory (the frames are bit-identical).
+                self._decoder = self._open(source, seek_mode, 1)
         meta = self._decoder.metadata
         num_frames = meta.num_frames or 0
         start = float(meta.begin_stream_seconds or 0.0)
@@ -174,6 +173,18 @@ class TorchCodecDecoder:
             if self.exact_indices
             else float(meta.average_fps or num_frames / (end - start)),
         )
+
+    def _open(self, source: VideoSource, seek_mode: str, threads: int) -> Any:
+        from torchcodec.decoders import VideoDecoder
+
+        try:
+            return VideoDecoder(
+                source.path if source.path is not None else source.data,
+                seek_mode=seek_mode,
+                num_ffmpeg_threads=threads,
+            )
+        except Exception as error:
+            raise VideoDecodeError(self.name, diagnose(source, error)) from None
 
     def frames_at(self, timestamps: list[float]) -> tuple[torch.Tensor, list[float]]:
         timestamps = [min(t, self._last_time) for t in timestamps]
@@ -289,7 +300,7 @@ class PyAVDecoder:
             start, end, num_frames = self._header_timing()
             self._keyframes = self._index_keyframes()
         # The display rotation lives in frame side data in PyAV; the first frame carries it.
-        first = self._decode_first()
+        first = self._decode_first(start)
         rotation = int(first.rotation or 0)
         width, height = (first.height, first.width) if rotation % 180 else (first.width, first.height)
         if num_frames < 1 or end <= start:
@@ -310,13 +321,16 @@ class PyAVDecoder:
 
     def _scan(self) -> tuple[float, float, int]:
         pts_list: list[int] = []
-        end = 0
+        end: int | None = (
+            None  # not 0: times may be negative (an MPEG-TS whose 33-bit clock wrapped is unwrapped so)
+        )
         keyframes: list[float] = []
         for packet in self._container.demux(self._stream):
             if packet.pts is None:  # the demuxer's final flush packet
                 continue
             pts_list.append(packet.pts)
-            end = max(end, packet.pts + (packet.duration or 0))
+            packet_end = packet.pts + (packet.duration or 0)
+            end = packet_end if end is None else max(end, packet_end)
             if packet.is_keyframe:
                 keyframes.append(float(packet.pts * self._time_base))
         if not pts_list:
@@ -324,6 +338,7 @@ class PyAVDecoder:
         self._keyframes = self._scanned_keyframes = sorted(keyframes)
         self._frame_times = [float(pts * self._time_base) for pts in sorted(pts_list)]
         start = min(pts_list)
+        assert end is not None
         return float(start * self._time_base), float(max(end, max(pts_list)) * self._time_base), len(pts_list)
 
     def _header_timing(self) -> tuple[float, float, int]:
@@ -359,8 +374,9 @@ class PyAVDecoder:
             self._keyframes = self._scanned_keyframes or self._keyframes  # better seek targets, too
         return list(self._scanned_keyframes)
 
-    def _decode_first(self) -> Any:
-        self._seek(0.0 if self._keyframes is None else self._keyframes[0])
+    def _decode_first(self, start: float) -> Any:
+        # From the stream's start, not 0 s: unwrapped MPEG-TS times may all be negative.
+        self._seek(start if self._keyframes is None else self._keyframes[0])
         for frame in self._frames:
             return frame
         raise VideoDecodeError(self.name, "no frame could be decoded")

@@ -8,13 +8,24 @@ and every model evaluated after the first, read the frames back; `frames_dir`, b
 `stored_video` is the read-or-decode-and-store step they share. Layout under `root`:
 
     <root>/<key[:2]>/<key>.npy    uint8 frames (T, C, H, W) in NumPy's `.npy` format, memory-mapped on read
-    <root>/<key[:2]>/<key>.json   {"version", "shape", "file_size", "metadata": {...}}
+    <root>/<key[:2]>/<key>.json   {"version", "format", "shape", "file_size", "metadata": {...}}
 
-The key (`frame_key`) is a SHA-256 of the video's identity (the row's `video_id`, itself the SHA-256 of the video
-file in a SafeVid build, or else a hash of the embedded bytes, or a local file's path, size and modification time)
-and of the effective `VideoSampling` (minus `timeout_s`, which never changes the frames, and minus fields added
-since version 1 while they hold the value that gives the frames of before, so stores written then keep their
-keys). The two-hex-character subfolders keep folders small at 30K videos.
+One format for every writer and reader (ingest, describe, the target model's replies, training, evaluation): the
+metadata is `SampledVideo.metadata()` plus ``source_sha256``, the SHA-256 of the bytes the frames were decoded from.
+`stored_video` is the one writer.
+
+The key (`frame_key`) is a SHA-256 of the video's identity (the row's `video_id` when it is a content hash: the
+SHA-256 of the video file, as a SafeVid build writes it; or else a hash of the embedded bytes, or a local file's
+path, size and modification time) and of the effective `VideoSampling` (minus `timeout_s`, which never changes the
+frames, and minus fields added since version 1 while they hold the value that gives the frames of before, so stores
+written then keep their keys). The two-hex-character subfolders keep folders small at 30K videos.
+
+Nothing is trusted: an identity that claims to be a content hash is checked against the bytes before frames are
+stored under it (`VideoIdentityError` when they differ), and an entry is read under such an identity only if its
+``source_sha256`` is that hash. So a dataset whose rows reuse another's `video_id` with other videos can never
+put its frames under the other's key. An entry whose array does not match its metadata (frame count, size), or
+written in an older format (training's ``{"sampled", "transformers"}`` entries, entries without ``source_sha256``),
+reads as missing and is decoded again.
 
 Writes are atomic: each file is written under a temporary name in its folder and renamed into place, the frames
 first and the JSON last, so the JSON is the commit mark. An entry counts only when its JSON parses, has this
@@ -34,13 +45,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safevid.video.errors import VideoDecodeError
+
 if TYPE_CHECKING:
     import numpy as np
 
     from safevid.video import SampledVideo, VideoSampling
 
-# Bump when an entry's layout or meaning changes: older entries then read as missing and are decoded again.
+# Part of every key: bump only when the frames a key names change (every store is then decoded again).
 STORE_VERSION = 1
+# Bump when an entry's layout changes: older entries then read as missing and are decoded again, under the same keys.
+# Format 2: the one metadata layout (`SampledVideo.metadata()`) with the SHA-256 of the decoded bytes.
+ENTRY_FORMAT = 2
 # VideoSampling fields added since, with the value that samples as before they existed.
 _ADDED_SINCE_VERSION = {"positions": "exact"}
 _KEY = re.compile(r"^[0-9A-Za-z_-]{4,128}$")
@@ -71,6 +87,24 @@ def is_content_id(video_id: Any) -> bool:
     benchmarks could both have a ``vid_001``, so such a row is identified by its video instead (`video_identity`).
     """
     return isinstance(video_id, str) and _CONTENT_ID.match(video_id) is not None
+
+
+class VideoIdentityError(VideoDecodeError):
+    """A `video_id` that claims to be its video's SHA-256 (64 hex digits) names other bytes."""
+
+
+def content_sha256(source: Any) -> str | None:
+    """SHA-256 of a video's bytes (embedded bytes, or a local file read in 1 MiB chunks); `None` for a source that
+    is neither (a URL only the decoder resolves)."""
+    if isinstance(source, bytes | bytearray):
+        return hashlib.sha256(source).hexdigest()
+    if isinstance(source, str | os.PathLike) and Path(source).is_file():
+        digest = hashlib.sha256()
+        with Path(source).open("rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    return None
 
 
 def video_identity(video: Any) -> str:
@@ -118,12 +152,16 @@ class FrameStore:
         return folder / f"{key}.npy", folder / f"{key}.json"
 
     def metadata(self, key: str) -> dict[str, Any] | None:
-        """The metadata of a complete entry, or `None` when it is missing, torn or of another version."""
+        """The metadata of a complete entry, or `None` when it is missing, torn, of another version or format, or
+        its metadata does not describe its array."""
         frames_path, json_path = self.paths(key)
         try:
             record = json.loads(json_path.read_text())
             complete = (
-                record.get("version") == STORE_VERSION and frames_path.stat().st_size == record["file_size"]
+                record.get("version") == STORE_VERSION
+                and record.get("format") == ENTRY_FORMAT
+                and frames_path.stat().st_size == record["file_size"]
+                and _mismatch(record["shape"], record["metadata"]) is None
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -142,11 +180,15 @@ class FrameStore:
             raise ValueError(
                 f"Frame store entry {key}: expected uint8 frames (T, C, H, W), got {array.dtype} {array.shape}."
             )
+        problem = _mismatch(list(array.shape), metadata)
+        if problem is not None:
+            raise ValueError(f"Frame store entry {key}: {problem}.")
         frames_path, json_path = self.paths(key)
         frames_path.parent.mkdir(parents=True, exist_ok=True)
         size = _write_atomically(frames_path, lambda f: np.save(f, array, allow_pickle=False))
         record = {
             "version": STORE_VERSION,
+            "format": ENTRY_FORMAT,
             "shape": list(array.shape),
             "file_size": size,
             "metadata": metadata,
@@ -170,9 +212,12 @@ class FrameStore:
             except (OSError, ValueError) as error:
                 problem = f"cannot be read ({error})"
             else:
-                if frames.dtype == np.uint8 and frames.ndim == 4:
-                    return frames, metadata
-                problem = f"holds {frames.dtype} {frames.shape}, not uint8 (T, C, H, W)"
+                if frames.dtype != np.uint8 or frames.ndim != 4:
+                    problem = f"holds {frames.dtype} {frames.shape}, not uint8 (T, C, H, W)"
+                else:
+                    problem = _mismatch(list(frames.shape), metadata)
+                    if problem is None:
+                        return frames, metadata
         raise ValueError(
             f"Frame store entry {frames_path} {problem}. Rerun the data preparation (`prepare_preference_dataset`, "
             "or start the training again): it decodes missing and damaged entries again."
@@ -198,6 +243,8 @@ def stored_video(
 
     Raises:
         VideoDecodeError: the entry is missing and the video does not decode.
+        VideoIdentityError: ``identity`` claims to be a content hash (`is_content_id`) that the video's bytes do not
+            have.
     """
     import torch
 
@@ -207,12 +254,42 @@ def stored_video(
 
     settings = VideoSampling.from_dict(sampling)
     store, key = FrameStore(Path(root)), frame_key(identity, settings)
-    if store.has(key):
-        frames, metadata = store.load(key)
-        return SampledVideo.from_metadata(torch.from_numpy(frames), metadata), False
+    claimed = identity if is_content_id(identity) else None
+    found = store.metadata(key)
+    if found is not None and claimed in (None, found.get("source_sha256")):
+        try:
+            frames, metadata = store.load(key)
+        except ValueError:
+            pass  # damaged since it was checked: decoded again below
+        else:
+            return SampledVideo.from_metadata(torch.from_numpy(frames), metadata), False
+    digest = content_sha256(source)
+    if claimed is not None and digest != claimed:
+        name = f"<bytes: {len(source)}>" if isinstance(source, bytes | bytearray) else str(source)
+        raise VideoIdentityError(
+            name,
+            f"its video_id {claimed} claims to be the SHA-256 of the video, but "
+            + (f"the video's is {digest}" if digest else "the video is not a local file or bytes to check it")
+            + ": set the row's video_id to the video's SHA-256, or to an id that is not 64 hex digits",
+        )
     sampled = sample_video(source, settings)
-    store.put(key, sampled.frames, sampled.metadata())
+    store.put(key, sampled.frames, {**sampled.metadata(), "source_sha256": digest})
     return sampled, True
+
+
+def _mismatch(shape: list[int], metadata: dict[str, Any]) -> str | None:
+    """What in ``metadata`` (`SampledVideo.metadata()`) contradicts a (T, C, H, W) ``shape``, or `None`."""
+    try:
+        described = [metadata["num_frames"], 3, metadata["frame_height"], metadata["frame_width"]]
+        timestamps = len(metadata["timestamps"])
+    except (KeyError, TypeError) as error:
+        return f"the metadata lacks {error} (not `SampledVideo.metadata()`)"
+    if list(shape) != described or timestamps != shape[0]:
+        return (
+            f"the frames are {list(shape)} but the metadata describes {described} with "
+            f"{timestamps} timestamps"
+        )
+    return None
 
 
 def _write_atomically(path: Path, write: Any) -> int:

@@ -9,20 +9,34 @@ consumed, so memory is bounded by that queue, never by the number of videos.
 A call is any ``"module:function"`` importable in the worker; its arguments and result travel
 pickled over the worker's socket, so a caller sends paths and settings and gets back what it needs
 next (e.g. the frames already encoded for a request), not raw frames it would encode itself.
+
+No call hangs and no video is lost to a lost worker: every call has a time limit (``timeout_s``, by default
+`DEFAULT_DECODE_TIMEOUT_S`), after which its worker is killed; a worker that ends mid-call (killed, stopped and
+then killed at the limit, crashed) is replaced and the call tried again, up to ``retries`` more times, before the
+call raises its `VideoDecodeError` (the video is then recorded as failed, naming the cause). A worker that cannot
+start is tried the same way, then raises `safevid.video.worker.WorkerStartError` naming the exit code: that is
+not a video's fault, and stops the caller.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from safevid.video.worker import DecodeWorker
+from safevid.video.worker import DecodeWorker, WorkerLostError, WorkerStartError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+DEFAULT_DECODE_TIMEOUT_S = 300.0
+"""Time limit of one pool call when none is given: sampling a long 4K video takes seconds, a hung one forever."""
+DEFAULT_DECODE_RETRIES = 2
+"""Tries after the first of a call whose worker ended mid-call (or did not start)."""
 
 
 def default_decode_workers() -> int:
@@ -35,8 +49,10 @@ class DecodePool:
 
     Args:
         workers (`int`, *optional*): decode processes; `default_decode_workers()` when `None`.
-        timeout_s (`float`, *optional*): kill a call's worker after this long (the call then raises
-            `VideoDecodeError`); `None`: no limit.
+        timeout_s (`float`, *optional*): kill a call's worker after this long (the call is then tried again, and
+            raises `VideoDecodeError` past ``retries``); `None`: `DEFAULT_DECODE_TIMEOUT_S`.
+        retries (`int`, defaults to `DEFAULT_DECODE_RETRIES`): more tries of a call whose worker ended mid-call
+            (timed out, stopped, crashed) or did not start, each in a fresh worker.
 
     Example:
 
@@ -47,11 +63,19 @@ class DecodePool:
     ```
     """
 
-    def __init__(self, workers: int | None = None, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout_s: float | None = None,
+        retries: int = DEFAULT_DECODE_RETRIES,
+    ) -> None:
         self.workers = workers or default_decode_workers()
         if self.workers < 1:
             raise ValueError(f"DecodePool needs at least one worker, got {workers}")
-        self.timeout_s = timeout_s
+        if retries < 0:
+            raise ValueError(f"DecodePool retries must be >= 0, got {retries}")
+        self.timeout_s = DEFAULT_DECODE_TIMEOUT_S if timeout_s is None else timeout_s
+        self.retries = retries
         self._threads = concurrent.futures.ThreadPoolExecutor(
             self.workers, thread_name_prefix="safevid-decode"
         )
@@ -63,7 +87,30 @@ class DecodePool:
         self._finalizer = weakref.finalize(self, _stop, self._threads, self._started, self._lock, wait=False)
 
     def call(self, function: str, args: tuple[Any, ...], name: str) -> Any:
-        """Run ``function(*args)`` in this thread's worker process (started on first use, restarted after a kill)."""
+        """Run ``function(*args)`` in this thread's worker process (started on first use, replaced when it ends),
+        tried again in a fresh worker when the worker ends mid-call or does not start (see the module docstring).
+
+        Raises:
+            VideoDecodeError: the call raised it, or its worker ended mid-call on every try (`WorkerLostError`).
+            WorkerStartError: no worker could be started.
+        """
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return self._worker().call(function, args, self.timeout_s, name)
+            except (WorkerLostError, WorkerStartError) as error:
+                if tries > self.retries:
+                    if isinstance(error, WorkerLostError):
+                        raise WorkerLostError(
+                            error.source, f"{error.cause}, on each of {tries} tries"
+                        ) from None
+                    raise
+                logger.warning("%s; trying again in a fresh decoder process (try %d of %d)", error, tries + 1,
+                               self.retries + 1)  # fmt: skip
+
+    def _worker(self) -> DecodeWorker:
+        """This thread's worker process, started on first use and after the last one ended."""
         worker: DecodeWorker | None = getattr(self._local, "worker", None)
         if worker is None or not worker.alive():
             # The workers decode side by side: each takes its share of the cores, not all of them.
@@ -72,7 +119,7 @@ class DecodePool:
             )
             with self._lock:
                 self._started.append(worker)
-        return worker.call(function, args, self.timeout_s, name)
+        return worker
 
     def imap_unordered(
         self,

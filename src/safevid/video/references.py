@@ -10,11 +10,15 @@ encoded ``bytes`` or a local file, by these rules:
   symbolic link): refused unless it lies under one of the roots of `allowed_local_media_path` (as vLLM's
   ``--allowed-local-media-path``). A refused cell is never opened.
 - an ``http(s)://`` URL: downloaded once into `cache_dir`, refused past `max_download_bytes` or
-  `download_deadline_s`.
+  `download_deadline_s` (a wall-clock deadline), redirected elsewhere than http(s), or if its host is a loopback or
+  private address unless `allow_private_urls` (`safevid.video.download`).
 - ``<archive>::<member>`` (e.g. ``videos.tar::video/1_Violent_Crimes/a.mp4``), or any relative path when `archive`
-  is set: the member of a tar archive (plain or compressed). The archive, itself resolved by the rules above, is
-  extracted once into `cache_dir` with tarfile's ``data`` filter, which refuses the whole archive if a member
-  would land outside the extraction folder (absolute names, ``..``, links out, device files).
+  is set: the member of an archive (tar, plain or compressed, or zip). The archive, itself resolved by the rules
+  above, is unpacked once into `cache_dir` by `safevid.video.archives.extract_archive`, which refuses the whole
+  archive if a member is a link, a device or climbs out with ``..``.
+- a relative path missing from its folder whose first folder was published as an archive beside it
+  (``videos/a.mp4`` with ``videos.tar.gz`` next to the absent ``videos/``, as align-anything publishes): that
+  archive's member ``videos/a.mp4`` (or ``a.mp4``), unpacked the same way.
 
 Every failure is a `VideoReferenceError` naming the row, the reference, the cause and, where one exists, the option
 that allows or fixes it.
@@ -33,14 +37,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tarfile
 import tempfile
-import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
+
+from safevid.video.download import DownloadRefused, download
+
+__all__ = ["VideoReferenceError", "VideoReferences", "download"]
 
 MAX_DOWNLOAD_BYTES = 2 * 1024**3
 DOWNLOAD_DEADLINE_S = 600.0
@@ -55,13 +60,15 @@ class VideoReferenceError(ValueError):
         row_name (`str`): the row, as messages name it.
         reference (`str`): the cell as written (``<N bytes>`` for bytes).
         reason (`str`): a short code: ``empty_cell``, ``unsupported_cell``, ``local_path_not_allowed``,
-            ``no_base_folder``, ``missing_file``, ``download_failed``, ``bad_archive``, ``missing_archive_member``.
+            ``no_base_folder``, ``missing_file``, ``unreadable_path``, ``download_failed``, ``url_not_allowed``, ``bad_archive``,
+            ``missing_archive_member``.
         cause (`str`): what went wrong and how to fix it, in words.
     """
 
     def __init__(self, row_name: str, reference: str, reason: str, cause: str):
         self.row_name, self.reference, self.reason, self.cause = row_name, reference, reason, cause
-        super().__init__(f"{row_name}: video {reference!r}: {cause}")
+        shown = reference if len(reference) <= 200 else f"{reference[:100]}...({len(reference)} characters)"
+        super().__init__(f"{row_name}: video {shown!r}: {cause}")
 
     def __reduce__(self):
         # Keeps the four-argument constructor across `datasets.map` worker processes.
@@ -82,7 +89,7 @@ class VideoReferences:
         video_root (`str`, *optional*):
             A folder holding the videos; relative cells resolve inside it instead of the dataset's folder.
         archive (`str`, *optional*):
-            A tar archive (resolved as a cell is) whose members the relative cells name.
+            An archive (tar or zip; resolved as a cell is) whose members the relative cells name.
         allowed_local_media_path (`tuple[str, ...]`, defaults to `()`):
             Roots under which absolute cells, and cells climbing out with ``..``, may be read. Empty: none may.
         cache_dir (`str`, *optional*):
@@ -90,7 +97,10 @@ class VideoReferences:
         max_download_bytes (`int`, defaults to 2 GiB):
             A URL announcing or sending more is refused.
         download_deadline_s (`float`, defaults to 600):
-            A URL not downloaded within this many seconds is refused.
+            A URL not downloaded within this many seconds (wall clock, redirects included) is refused.
+        allow_private_urls (`bool`, *optional*):
+            Download URLs whose host is a loopback or private address (refused by default, so a dataset cannot
+            reach services on this machine or its network). Default: ``$SAFEVID_ALLOW_PRIVATE_URLS``.
     """
 
     dataset_dir: str | None = None
@@ -102,6 +112,7 @@ class VideoReferences:
     cache_dir: str | None = None
     max_download_bytes: int = MAX_DOWNLOAD_BYTES
     download_deadline_s: float = DOWNLOAD_DEADLINE_S
+    allow_private_urls: bool | None = None
 
     def resolve(self, cell: Any, *, row_name: str) -> bytes | Path:
         """The encoded video of one cell: its bytes, or a local file allowed by these rules.
@@ -131,12 +142,20 @@ class VideoReferences:
                 row_name, repr(cell)[:80], "unsupported_cell",
                 f"a video cell must be bytes or a path/URL string, not {type(cell).__name__}",
             )  # fmt: skip
-        if ARCHIVE_SEPARATOR in cell:
-            archive, member = cell.split(ARCHIVE_SEPARATOR, 1)
-            return self._member(self._file(archive, row_name, cell), member, row_name, cell)
-        if self.archive is not None and not _is_url(cell) and not _is_absolute(cell):
-            return self._member(self._file(self.archive, row_name, cell), cell, row_name, cell)
-        return self._file(cell, row_name, cell)
+        try:
+            if ARCHIVE_SEPARATOR in cell:
+                archive, member = cell.split(ARCHIVE_SEPARATOR, 1)
+                return self._member(self._file(archive, row_name, cell), member, row_name, cell)
+            if self.archive is not None and not _is_url(cell) and not _is_absolute(cell):
+                return self._member(self._file(self.archive, row_name, cell), cell, row_name, cell)
+            return self._file(cell, row_name, cell)
+        except (OSError, ValueError) as error:  # a path the system cannot even look up: too long, a NUL byte
+            if isinstance(error, VideoReferenceError):
+                raise
+            cause = getattr(error, "strerror", None) or str(error)
+            raise VideoReferenceError(
+                row_name, cell, "unreadable_path", f"the path cannot be looked up ({cause}); fix the cell"
+            ) from None
 
     def _file(self, reference: str, row_name: str, cell: str) -> Path:
         """A local file for a path or URL reference."""
@@ -166,6 +185,8 @@ class VideoReferences:
         path = Path(os.path.normpath(Path(base) / reference))
         if not _within(path, Path(os.path.normpath(base))) or not _within_real(path, Path(base)):
             return self._allowed(path, row_name, cell, f"leads out of {base}")
+        if not path.exists():
+            return self._beside(base, reference, row_name, cell) or _existing(path, row_name, cell)
         return _existing(path, row_name, cell)
 
     def _allowed(self, path: Path, row_name: str, cell: str, what: str) -> Path:
@@ -221,30 +242,66 @@ class VideoReferences:
         fd, part = tempfile.mkstemp(dir=target.parent, suffix=".part")
         try:
             with open(fd, "wb") as out:
-                download(url, out, max_bytes=self.max_download_bytes, deadline_s=self.download_deadline_s)
+                download(
+                    url,
+                    out,
+                    max_bytes=self.max_download_bytes,
+                    deadline_s=self.download_deadline_s,
+                    allow_private=self.allow_private_urls,
+                )
             os.replace(part, target)
-        except OSError as error:  # urllib's URLError and HTTPError are OSErrors
-            raise VideoReferenceError(row_name, cell, "download_failed", str(error)) from error
+        except OSError as error:
+            reason = "url_not_allowed" if isinstance(error, DownloadRefused) else "download_failed"
+            raise VideoReferenceError(row_name, cell, reason, str(error)) from error
         finally:
             Path(part).unlink(missing_ok=True)
         return target
 
     def _member(self, archive: Path, member: str, row_name: str, cell: str) -> Path:
-        parts = PurePosixPath(member).parts
-        if not parts or _is_absolute(member) or ".." in parts:
+        from safevid.video.archives import UnsafeArchiveError, member_path
+
+        try:
+            if _is_absolute(member):
+                raise UnsafeArchiveError("an absolute path")
+            relative = member_path(member)
+        except UnsafeArchiveError:
             raise VideoReferenceError(
                 row_name, cell, "bad_archive_member", "an archive member must be a relative path without '..'"
-            )
-        folder = self._extracted(archive, row_name, cell)
-        path = folder.joinpath(*parts)
+            ) from None
+        path = self._extracted(archive, row_name, cell).joinpath(*relative.parts)
         if not path.is_file():
             raise VideoReferenceError(
-                row_name, cell, "missing_archive_member", f"{archive} has no file {member}"
+                row_name, cell, "missing_archive_member", f"{archive} has no file {relative}"
             )
         return path
 
+    def _beside(self, base: str, reference: str, row_name: str, cell: str) -> Path | None:
+        """A relative path missing from its folder, read from the archive published in its place: the cell
+        ``videos/a.mp4`` (or ``./videos/a.mp4``) from ``videos.tar.gz`` (or ``.tar``, ``.zip``, ...) beside
+        the ``videos`` folder, holding ``videos/a.mp4`` or ``a.mp4``."""
+        from safevid.video.archives import archive_beside
+
+        parts = PurePosixPath(os.path.normpath(reference.replace("\\", "/"))).parts
+        if len(parts) < 2 or ".." in parts:
+            return None
+        archive = archive_beside(Path(base), parts[0])
+        if archive is None:
+            return None
+        folder = self._extracted(archive, row_name, cell)
+        for inside in (parts, parts[1:]):
+            path = folder.joinpath(*inside)
+            if path.is_file():
+                return path
+        raise VideoReferenceError(
+            row_name, cell, "missing_archive_member",
+            f"no file {Path(base) / reference}, and {archive} has no member {'/'.join(parts)} (nor "
+            f"{'/'.join(parts[1:])})",
+        )  # fmt: skip
+
     def _extracted(self, archive: Path, row_name: str, cell: str) -> Path:
         """The archive's extraction folder, extracting it first if no complete one exists (atomic)."""
+        from safevid.video.archives import UnsafeArchiveError, extract_archive
+
         stat = archive.stat()
         key = hashlib.sha256(f"{os.path.realpath(archive)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         folder = self._cache("archives") / key.hexdigest()[:40]
@@ -252,10 +309,9 @@ class VideoReferences:
             return folder
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".extracting-"))
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")  # refuses members that would land outside `staging`
+            extract_archive(archive, staging)  # refuses links, devices and members climbing out
             os.replace(staging, folder)
-        except (tarfile.TarError, OSError) as error:
+        except (UnsafeArchiveError, OSError) as error:
             if folder.is_dir():  # another process extracted it first
                 return folder
             raise VideoReferenceError(
@@ -264,29 +320,6 @@ class VideoReferences:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return folder
-
-
-def download(url: str, out: BinaryIO, *, max_bytes: int, deadline_s: float) -> str:
-    """Stream ``url`` into ``out`` within a size and a time limit; return the SHA-256 of the bytes.
-
-    Raises:
-        `OSError`: the download failed or went past a limit (the message names the limit).
-    """
-    deadline = time.monotonic() + deadline_s
-    digest, size = hashlib.sha256(), 0
-    with urllib.request.urlopen(url, timeout=60) as response:  # the timeout bounds each socket read
-        announced = int(response.headers.get("Content-Length") or 0)
-        if announced > max_bytes:
-            raise OSError(f"{announced} bytes announced, over the {max_bytes}-byte download limit")
-        while chunk := response.read(1 << 20):
-            size += len(chunk)
-            if size > max_bytes:
-                raise OSError(f"over the {max_bytes}-byte download limit")
-            if time.monotonic() > deadline:
-                raise OSError(f"not downloaded within the {deadline_s:.0f} s download limit")
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
 
 
 def _is_url(reference: str) -> bool:

@@ -17,6 +17,11 @@ BACKENDS = ("torchcodec", "pyav")
 SEEK_MODES = ("exact", "approximate")
 POSITIONS = ("exact", "keyframe")
 DEFAULT_NUM_FRAMES = 8
+DEFAULT_MAX_PIXELS = 32 * 32 * 768
+"""786,432 pixels (1024x768): the largest per-frame budget among the supported families' video processors in
+transformers (Qwen3-VL's ``size["longest_edge"]``; Qwen2-VL and Qwen2.5-VL keep 28*28*768 = 602,112,
+LLaVA-OneVision 384x384, LLaVA-NeXT-Video 336x336), so no family is sent fewer pixels than its processor keeps, and
+no video costs more than its budget in memory, however large its frames."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,12 @@ class VideoSampling:
             Cap on the frame count in fps mode (``None``: no cap). Must be at least `num_frames`.
         min_frames (`int`, defaults to 1):
             Fewer available frames than this is a `VideoDecodeError`.
-        max_pixels (`int`, *optional*):
+        max_pixels (`int`, *optional*, defaults to `DEFAULT_MAX_PIXELS`, 786,432):
             Pixel budget per frame: larger frames are scaled down, keeping the aspect ratio,
-            to even width and height whose product is at most `max_pixels`. Never upscales.
+            to even width and height whose product is at most `max_pixels`. Never upscales. The
+            default is the largest budget of the supported families' processors; frames over it are
+            resized as they are decoded, a few at a time, so an 8192x8192 clip costs about what its
+            budget does, not 200 MB per full-size frame. ``None`` keeps the source size (and its memory).
         backend (`str`, defaults to `"torchcodec"`):
             ``"torchcodec"`` (decodes with the system FFmpeg) or ``"pyav"`` (PyAV's bundled FFmpeg).
         seek_mode (`str`, defaults to `"exact"`):
@@ -67,7 +75,9 @@ class VideoSampling:
         timeout_s (`float`, *optional*):
             Bound on the wall time of one decode. When set, decoding runs in a separate worker
             process that is killed on timeout, so a hostile file (or a pipe that never delivers
-            data) cannot hang the caller. See `safevid.video.worker` for the overhead.
+            data) cannot hang the caller. See `safevid.video.worker` for the overhead. The decode
+            pools of the build and evaluation always decode in worker processes, bounded by this or,
+            when it is `None`, by `safevid.video.pool.DEFAULT_DECODE_TIMEOUT_S` (300 s).
     """
 
     num_frames: int | None = field(
@@ -77,7 +87,11 @@ class VideoSampling:
     max_frames: int | None = field(default=None, metadata={"help": "Cap on the frame count in fps mode."})
     min_frames: int = field(default=1, metadata={"help": "Fewer available frames than this is an error."})
     max_pixels: int | None = field(
-        default=None, metadata={"help": "Pixel budget per frame; larger frames are downscaled."}
+        default=DEFAULT_MAX_PIXELS,
+        metadata={
+            "help": "Pixel budget per frame; larger frames are downscaled as they are decoded (786432 = 1024x768, "
+            "the largest the supported families' processors keep; null: the source size)."
+        },
     )
     backend: str = field(default="torchcodec", metadata={"help": "Decoder: 'torchcodec' or 'pyav'."})
     seek_mode: str = field(default="exact", metadata={"help": "'exact' (scan the index) or 'approximate'."})

@@ -33,7 +33,18 @@ from typing import Any
 from safevid.video.decoders import DECODE_THREADS_ENV
 from safevid.video.errors import VideoDecodeError
 
+DEFAULT_FUNCTIONS = "safevid.video.api"  # where a call's bare function name is looked up
+
 STARTUP_TIMEOUT_S = 300.0
+
+
+class WorkerLostError(VideoDecodeError):
+    """The decoder process ended mid-call: killed at its time limit, stopped, or crashed (a signal, a segfault on a
+    hostile file). Trying the video again in a fresh process may succeed (`safevid.video.pool.DecodePool` does)."""
+
+
+class WorkerStartError(RuntimeError):
+    """The decoder process exited before it was ready (a broken environment, a kill during start-up)."""
 
 
 class DecodeWorker:
@@ -59,21 +70,33 @@ class DecodeWorker:
         self.connection = Connection(parent.detach())
         if not self.connection.poll(STARTUP_TIMEOUT_S):
             self.kill()
-            raise RuntimeError(f"The video decode worker did not start within {STARTUP_TIMEOUT_S:.0f} s.")
-        _receive(self.connection)  # the "ready" message
+            raise WorkerStartError(f"The video decode worker did not start within {STARTUP_TIMEOUT_S:.0f} s.")
+        try:
+            _receive(self.connection)  # the "ready" message
+        except (EOFError, OSError):
+            code = self.kill()
+            raise WorkerStartError(
+                f"The video decode worker ({sys.executable} -m safevid.video.worker) exited during start-up with "
+                f"code {code}. Its error, if it printed one, is above on stderr; check that "
+                f"`{sys.executable} -c 'import torch, torchcodec, av'` works in this environment."
+            ) from None
 
     def call(self, function: str, args: tuple[Any, ...], timeout_s: float | None, source_name: str) -> Any:
         """Run ``function(*args)`` in the worker (a name in `safevid.video.api`, or ``"module:name"``); kill it
-        and raise if it takes over `timeout_s` (`None`: no limit)."""
-        _send(self.connection, (function, args))
-        if not self.connection.poll(timeout_s):
+        and raise `WorkerLostError` if it takes over `timeout_s` (`None`: no limit) or the process ends."""
+        try:
+            _send(self.connection, (function, args))
+            answered = self.connection.poll(timeout_s)
+        except OSError:  # the process is already gone: the socket is closed
+            answered = True
+        if not answered:
             self.kill()
-            raise VideoDecodeError(source_name, f"timed out after {timeout_s:g} s (decoder process killed)")
+            raise WorkerLostError(source_name, f"timed out after {timeout_s:g} s (decoder process killed)")
         try:
             status, payload = _receive(self.connection)
         except (EOFError, OSError):
             code = self.kill()
-            raise VideoDecodeError(source_name, f"the decoder process crashed (exit code {code})") from None
+            raise WorkerLostError(source_name, f"the decoder process crashed (exit code {code})") from None
         if status == "error":
             raise payload
         return payload
@@ -130,8 +153,9 @@ def _serve(fd: int) -> None:
     import torchcodec.decoders  # noqa: F401
     import torchvision.transforms.v2.functional  # noqa: F401
 
-    from safevid.video import api
-
+    # Calls name their function, so the worker runs `safevid.video.api` without the two modules importing each
+    # other (api starts workers; a worker runs api).
+    api = importlib.import_module(DEFAULT_FUNCTIONS)
     connection = Connection(fd)
     _send(connection, ("ready", None))
     while True:

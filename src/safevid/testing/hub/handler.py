@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from safevid.backends.request_checks import host_allowed
 from safevid.testing.hub.errors import HubError
 from safevid.testing.hub.protocol import Response
 
@@ -38,7 +39,8 @@ class Handler(BaseHTTPRequestHandler):
     """Parses requests, dispatches them to the hub's `HubApi` and writes the answers.
 
     Subclassed per server with the `hub`, `timeout` (seconds a socket read or write may stall, so a slow
-    client cannot hold a thread forever) and `max_body_bytes` attributes set.
+    client cannot hold a thread forever) and `max_body_bytes` attributes set. A request whose ``Host`` names
+    neither the bound address nor (on loopback) ``localhost`` is refused unread, as `safevid serve` refuses it.
     """
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the clients' connection pools expect
@@ -49,6 +51,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         method = self.command
+        if not host_allowed(self.headers.get("Host"), self.hub.host):  # DNS rebinding: a page on another name
+            self.close_connection = True
+            message = (
+                f"Host {self.headers.get('Host')!r:.80} does not name the loopback Hub ({self.hub.host})"
+            )
+            self._send(method, Response(status=400, payload={"error": message}))
+            return
         split = urlsplit(self.path)
         chunks = self._body_chunks()
         response = self.hub.api.handle(method, split.path, split.query, self.headers, chunks)

@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from safevid.backends.request_checks import host_allowed
+from safevid.backends.server import DEFAULT_BODY_TIMEOUT_S, DEFAULT_HEADER_TIMEOUT_S
+
 FREE_ANSWER = "Paris is the capital of France."
 
 
@@ -48,6 +51,8 @@ class DialectServer:
     """
 
     owned_by: ClassVar[str] = "unknown"
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    """Seconds a connection may take to send its headers (or idle) before it is closed."""
 
     def __init__(
         self, model: str = "served-model", *, free_answer: str = FREE_ANSWER, honour_constraints: bool = True
@@ -116,11 +121,18 @@ class DialectServer:
     async def _bind(self) -> None:
         from aiohttp import web
 
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        @web.middleware
+        async def check_host(request: Any, handler: Any) -> Any:  # as `safevid serve`: no DNS rebinding
+            if not host_allowed(request.headers.get("Host"), "127.0.0.1"):
+                return web.json_response({"error": "Host does not name this server"}, status=400)
+            return await handler(request)
+
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[check_host])
         add_json_route(app, "/v1/models", self.model_list())
         app.router.add_post("/v1/chat/completions", self._chat)
         self.describe(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        # keepalive_timeout also closes a connection whose headers never complete (a half-open socket).
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.header_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -131,7 +143,9 @@ class DialectServer:
         from aiohttp import web
 
         try:
-            body = json.loads(await request.read())
+            body = json.loads(await asyncio.wait_for(request.read(), DEFAULT_BODY_TIMEOUT_S))
+        except TimeoutError:
+            return web.json_response({"error": "request body timed out"}, status=408)
         except ValueError as e:
             return web.json_response({"error": f"invalid JSON: {e}"}, status=400)
         self.requests.append(body)

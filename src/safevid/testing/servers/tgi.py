@@ -5,9 +5,9 @@ As TGI's router reads it (``router/src/lib.rs`` ``ChatRequest``, ``GrammarType``
 silently; ``response_format`` is the tagged enum ``{"type": "json" | "json_object" | "regex" |
 "json_schema", "value": ...}`` and anything else (OpenAI's nested ``json_schema`` object) fails to
 deserialize with a 422 in plain text; a JSON schema needs ``properties``; ``top_p`` must lie in
-(0, 1) and ``top_logprobs`` within ``--max-top-n-tokens`` (5); ``n`` is unused; message parts are
-``text`` or ``image_url`` only. ``GET /v1/models`` names the model as its own owner. Validation
-errors are 422s with ``{"error", "error_type": "validation"}``.
+(0, 1) and ``top_logprobs`` within ``--max-top-n-tokens`` (5 by default; ``GET /info`` does not report
+it); ``n`` is unused; message parts are ``text`` or ``image_url`` only. ``GET /v1/models`` names the model
+as its own owner. Validation errors are 422s with ``{"error", "error_type": "validation"}``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,20 @@ class TGIServer(DialectServer):
 
     Args:
         grammar_support: `False` plays ``--disable-grammar-support``.
+        max_top_n_tokens: ``--max-top-n-tokens``: the most ``top_logprobs`` it accepts.
     """
 
-    def __init__(self, model: str = "served-model", *, grammar_support: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str = "served-model",
+        *,
+        grammar_support: bool = True,
+        max_top_n_tokens: int = 5,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, **kwargs)
         self.grammar_support = grammar_support
+        self.max_top_n_tokens = max_top_n_tokens
 
     @property
     def owned_by(self) -> str:  # type: ignore[override]
@@ -60,8 +69,8 @@ class TGIServer(DialectServer):
         if top_p is not None and not 0.0 < top_p < 1.0:
             raise _invalid("`top_p` must be > 0.0 and < 1.0")
         top = int(body.get("top_logprobs") or 0)
-        if top > 5:
-            raise _invalid(f"`top_n_tokens` must be >= 0 and <= 5. Given: {top}")
+        if top > self.max_top_n_tokens:
+            raise _invalid(f"`top_n_tokens` must be >= 0 and <= {self.max_top_n_tokens}. Given: {top}")
 
     def constraint(self, body: dict[str, Any]) -> Constraint | None:
         grammar = body.get("response_format")
@@ -89,4 +98,5 @@ class TGIServer(DialectServer):
 
 
 def _invalid(message: str) -> Refused:
-    return Refused(422, {"error": message, "error_type": "validation"})
+    # As TGI's `InferError::ValidationError` displays itself (router/src/infer/mod.rs).
+    return Refused(422, {"error": f"Input validation error: {message}", "error_type": "validation"})

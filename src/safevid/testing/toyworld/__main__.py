@@ -8,7 +8,11 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m safevid.testing.toyworld", description=__doc__)
-    parser.add_argument("--world", default=None, help="A world YAML; the packaged world.yaml by default.")
+    parser.add_argument(
+        "--world",
+        default=None,
+        help="A packaged world (static, temporal) or a world YAML; static by default.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser("render", help="Render the training and evaluation clips.")
     render.add_argument("--out", required=True, help="Folder; clips go to <out>/train and <out>/eval.")
