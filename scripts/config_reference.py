@@ -45,6 +45,13 @@ SECTIONS = [
     ),
     ("PublishConfig", "safevid.pipeline.config:PublishConfig", "`publish:` in the build YAML."),
     (
+        "EngineConfig",
+        "safevid.pipeline.config:EngineConfig",
+        "`engine:` in the build YAML (see docs/scale.md).",
+    ),
+    ("SlurmConfig", "safevid.pipeline.config:SlurmConfig", "`engine.slurm:` in the build YAML."),
+    ("RayConfig", "safevid.pipeline.config:RayConfig", "`engine.ray:` in the build YAML."),
+    (
         "ScriptArguments",
         "safevid.training:ScriptArguments",
         "What safevid adds to TRL's `ScriptArguments` (`dataset_name`, splits, ...) in a recipe YAML.",

@@ -196,11 +196,18 @@ def test_rerun_is_a_no_op_and_a_changed_config_is_refused(built):
 def test_two_shard_workers_merge_to_the_single_worker_build(built):
     tmp, config, _ = built
     sharded = demo_config(tmp, output_dir=str(tmp / "sharded"))
+    from safevid.pipeline.run import ShardCountError
+
     for shard in range(2):
         worker = run_build(demo_config(tmp, output_dir=str(tmp / "sharded")), shard=shard, num_shards=2)
         assert worker.publish is None
         assert worker.complete
-    with pytest.raises(RuntimeError, match="shard 1"):
+        if shard == 0:
+            with pytest.raises(RuntimeError, match="shard 1: no store"):
+                run_build(
+                    demo_config(tmp, output_dir=str(tmp / "sharded")), num_shards=2, stages=("publish",)
+                )
+    with pytest.raises(ShardCountError, match="in 2 shards"):
         run_build(demo_config(tmp, output_dir=str(tmp / "sharded")), num_shards=3, stages=("publish",))
     merged = run_build(sharded, num_shards=2, stages=("publish",))
     videos_per_shard = [m["stages"]["ingest"]["ok"] for m in (

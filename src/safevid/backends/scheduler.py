@@ -26,13 +26,17 @@ from typing import Any, Generic, TypeVar
 from safevid.backends.base import Backend, RequestStream
 from safevid.backends.types import ChatRequest, ChatResult
 
-__all__ = ["Checkpoints", "Work", "chunks", "stream_units"]
+__all__ = ["Checkpoints", "InjectedFailure", "Work", "chunks", "stream_units"]
 
 T = TypeVar("T")
 
 Work = Generator[list[tuple[Backend, ChatRequest]], list[ChatResult], list[T]]
 """One unit of streamed work: yields ``[(backend, request), ...]``, receives their results in that order, yields
 again or returns its outputs."""
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by a ``<prefix>_RAISE_AT`` hook of `Checkpoints`."""
 
 
 class Checkpoints:
@@ -43,15 +47,20 @@ class Checkpoints:
       or an OOM kill).
     - ``<prefix>_KILL_AT_RESULT=<n>``: SIGKILL it when the n-th result of a streamed request lands, before it is
       delivered (mid-stream: other requests in flight, finished outputs not yet committed).
+    - ``<prefix>_RAISE_AT=<part>:<n>``: raise `InjectedFailure` at the n-th checkpoint of the part of the job named
+      ``part`` (a build's shard): one task fails while its siblings go on.
     """
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, part: str = "0") -> None:
         self.count = 0
         self.results = 0
+        self.part = part
         self.kill_at = _int_env(f"{prefix}_KILL_AT")
         self.kill_at_result = _int_env(f"{prefix}_KILL_AT_RESULT")
         log = os.environ.get(f"{prefix}_CHECKPOINT_LOG")
         self.log = Path(log) if log else None
+        raise_at = os.environ.get(f"{prefix}_RAISE_AT")
+        self.raise_at = tuple(raise_at.rsplit(":", 1)) if raise_at else None
 
     def __call__(self, name: str) -> None:
         self.count += 1
@@ -59,6 +68,8 @@ class Checkpoints:
         self._write(f"{name}{' KILL' if killing else ''}")
         if killing:
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.raise_at == (self.part, str(self.count)):
+            raise InjectedFailure(f"injected failure at checkpoint {self.count} ({name}) of part {self.part}")
 
     def result(self, where: str) -> None:
         """A streamed request's result landed (not a checkpoint: only the mid-stream kill hook counts it)."""

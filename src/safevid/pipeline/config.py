@@ -13,7 +13,7 @@ checkpoint built offline by safevid's test kit (demos and tests only).
 
 The config **fingerprint** hashes everything that changes the rows (models and revisions, prompt
 templates, taxonomy, sampling, counts, gates) and nothing operational (server URLs, concurrency,
-timeouts, caches, shard counts, publish layout): a store or an output folder built under another
+timeouts, caches, shard counts, the ``engine`` block, publish layout): a store or an output folder built under another
 fingerprint is refused, never mixed.
 """
 
@@ -268,6 +268,102 @@ class PublishConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """``engine.slurm:``: the sbatch directives of the worker tasks' job array and of the publish job."""
+
+    partition: str = field(default="gpu", metadata={"help": "Slurm partition of the worker tasks."})
+    time: str = field(
+        default="24:00:00", metadata={"help": "Time limit of one worker task (a requeued task resumes)."}
+    )
+    gpus_per_task: int = field(
+        default=8, metadata={"help": "GPUs of one worker task (its node's model servers)."}
+    )
+    cpus_per_task: int = field(default=32, metadata={"help": "CPUs of one worker task (decode workers)."})
+    mem_per_cpu_gb: int = field(default=8, metadata={"help": "Memory per CPU, GiB."})
+    qos: str | None = field(
+        default=None, metadata={"help": "Quality of service (none: the cluster's default)."}
+    )
+    job_name: str = field(
+        default="safevid-build", metadata={"help": "Job name (the publish job adds -publish)."}
+    )
+    env_command: str | None = field(
+        default=None,
+        metadata={"help": "Shell line run first in every job (module load ..., source .venv/bin/activate)."},
+    )
+    server_command: str | None = field(
+        default=None,
+        metadata={"help": "Shell lines starting this node's model servers in the background (vllm serve ... &), "
+                  "run before the task; the task then waits for them (`server_start_timeout_s`)."},
+    )  # fmt: skip
+    sbatch_args: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Further sbatch directives (account, constraint, ...)."}
+    )
+    tasks_per_job: int = field(
+        default=1,
+        metadata={"help": "Tasks one array job runs in turn on its node, reusing the servers it started."},
+    )
+    publish_time: str = field(default="12:00:00", metadata={"help": "Time limit of the publish job."})
+    publish_cpus: int = field(default=8, metadata={"help": "CPUs of the publish job."})
+
+
+@dataclass
+class RayConfig:
+    """``engine.ray:``: resources of one worker task on a Ray cluster (``ray.init`` joins a running one)."""
+
+    cpus_per_task: int = field(default=1, metadata={"help": "CPUs Ray reserves per task."})
+    gpus_per_task: int = field(
+        default=0, metadata={"help": "GPUs Ray reserves per task (0: servers are external)."}
+    )
+    mem_per_cpu_gb: float = field(default=2.0, metadata={"help": "Memory per CPU, GiB."})
+
+
+@dataclass
+class EngineConfig:
+    """``engine:``: where the worker stages run (operational: not part of the fingerprint).
+
+    The sources are split into ``tasks`` shards; each is one datatrove task running every worker stage on its
+    own record store. A relaunch skips the tasks already complete and retries the others; publish then merges
+    the stores.
+    """
+
+    executor: Literal["local", "slurm", "ray"] = field(
+        default="local",
+        metadata={
+            "help": "local: processes on this machine; slurm: a job array (sbatch); ray: a Ray cluster."
+        },
+    )
+    tasks: int = field(default=1, metadata={"help": "Shards of the sources, one datatrove task each."})
+    workers: int = field(
+        default=1,
+        metadata={
+            "help": "Tasks running at once (local: processes; slurm: array jobs at once; -1: no limit)."
+        },
+    )
+    logging_dir: str | None = field(
+        default=None,
+        metadata={"help": "datatrove's logs, completions and launch scripts; <work_dir>/engine by default."},
+    )
+    server_start_timeout_s: float = field(
+        default=1800.0,
+        metadata={"help": "How long a task waits for each of its models' servers (base_url) to answer."},
+    )
+    slurm: SlurmConfig = field(
+        default_factory=SlurmConfig, metadata={"help": "With executor slurm: the jobs' sbatch directives."}
+    )
+    ray: RayConfig = field(
+        default_factory=RayConfig, metadata={"help": "With executor ray: each task's resources."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.tasks < 1:
+            raise ConfigError(f"engine.tasks must be >= 1, got {self.tasks}")
+        if self.workers < 1 and self.workers != -1:
+            raise ConfigError(f"engine.workers must be >= 1 (or -1: all tasks at once), got {self.workers}")
+        if self.server_start_timeout_s <= 0:
+            raise ConfigError(f"engine.server_start_timeout_s must be > 0, got {self.server_start_timeout_s}")
+
+
+@dataclass
 class BuildConfig:
     """The whole build. See ``hub/datasets/safevid-350k/config_*.yaml`` for annotated examples."""
 
@@ -303,6 +399,12 @@ class BuildConfig:
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    engine: EngineConfig = field(
+        default_factory=EngineConfig,
+        metadata={
+            "help": "Where the worker stages run: local, Slurm or Ray tasks (operational; docs/scale.md)."
+        },
+    )
     source_file: str | None = field(default=None, metadata={"help": "Set by the loader: the YAML file."})
 
     def __post_init__(self) -> None:
@@ -377,7 +479,7 @@ def fingerprint_payload(
 ) -> dict[str, Any]:
     """What identifies the rows a config builds (see the module docstring)."""
     data = config.to_dict()
-    for key in ("output_dir", "work_dir", "publish", "decode_workers"):
+    for key in ("output_dir", "work_dir", "publish", "decode_workers", "engine"):
         data.pop(key)
     data["models"] = {
         name: {k: v for k, v in spec.items() if k not in _OPERATIONAL_BACKEND_KEYS}

@@ -6,6 +6,8 @@ Checkpoints are named points around every commit (`safevid.backends.scheduler.Ch
 - ``SAFEVID_BUILD_CHECKPOINT_LOG=<file>``: append each checkpoint's name, one per line.
 - ``SAFEVID_BUILD_KILL_AT=<n>``: SIGKILL this process at its n-th checkpoint (no cleanup runs, as in a
   node failure or an OOM kill).
+- ``SAFEVID_BUILD_RAISE_AT=<shard>:<n>``: raise `safevid.backends.scheduler.InjectedFailure` at shard
+  ``<shard>``'s n-th checkpoint (a task that crashes while its siblings go on, as the engine tests need).
 - ``SAFEVID_BUILD_KILL_AT_RESULT=<n>``: SIGKILL it when the n-th result of a streamed stage lands, before
   it is committed (mid-stream: other requests in flight, finished records not yet committed).
 """
@@ -66,6 +68,7 @@ class BuildContext:
     def __post_init__(self) -> None:
         if not 0 <= self.shard < self.num_shards:
             raise ValueError(f"--shard must be in 0..{self.num_shards - 1}, got {self.shard}")
+        self.checkpoint.part = str(self.shard)  # which shard `SAFEVID_BUILD_RAISE_AT` names
         taxonomy = self.config.taxonomy
         self.taxonomy = load_taxonomy(self.config.resolve_path(taxonomy) if taxonomy else None)
         prompts_dir = self.config.prompts_dir

@@ -10,10 +10,11 @@ Sources, each turned into items with a stable source key:
 - ``test_videos: N`` synthetic videos (demos and tests), written by the ``test_videos`` video source
   (`safevid.plugins`).
 
-Each item is assigned to a shard by the hash of its source key (cheap: no worker reads another shard's
-bytes). The key never holds a machine's absolute path — a file's is its input's index and its path
-relative to the input folder (or list file line as written) — so nodes mounting the inputs at
-different places partition them the same way. Each item is then read, hashed (video id = SHA-256 of the
+Each item is assigned to a shard by the hash of its source key before it is opened or stat'ed (a dataset's rows
+by their data file), so no task touches another task's sources; a launcher lists folder inputs once into a
+plan (`write_plan`) that each task reads its share from. The key never holds a machine's absolute path — a
+file's is its input's index and its path relative to the input folder (or list file line as written) — so
+nodes mounting the inputs at different places partition them the same way. Each item is then read, hashed (video id = SHA-256 of the
 bytes) in the main process, then probed and sampled with the shared `VideoSampling` in the build's decode
 worker processes, ahead and in parallel; the frames go to the build's frame store, decoded once for the whole
 build (`safevid.pipeline.frames`). A bad item — malformed list line, missing file,
@@ -29,18 +30,20 @@ local path instead.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import tempfile
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safevid.backends.prepared import prepare_video
 from safevid.pipeline.batching import pending
-from safevid.pipeline.config import InputSpec
+from safevid.pipeline.config import BuildConfig, InputSpec
 from safevid.pipeline.context import BuildContext, shard_of, stable_hash
 from safevid.pipeline.frames import frames_root
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
@@ -74,33 +77,103 @@ class SourceItem:
 
 
 def iter_sources(ctx: BuildContext) -> Iterator[SourceItem]:
-    """Every source item of the config's inputs, in a deterministic order."""
+    """This shard's source items of the config's inputs, in a deterministic order.
+
+    A source's shard is decided from its key before anything else is done with it: no file of another shard is
+    opened or stat'ed, no row of another shard's dataset files is read. A folder is listed from the launcher's
+    plan when there is one (`write_plan`), so the task does not walk the folder either.
+    """
+    plan = _read_plan(ctx.config, ctx.shard, ctx.num_shards)
+
+    def mine(key: str) -> bool:
+        return shard_of(key, ctx.num_shards) == ctx.shard
+
     for index, spec in enumerate(ctx.config.inputs):
-        if spec.folder is not None:
-            yield from _folder_items(ctx.config.resolve_path(spec.folder), index)
+        if spec.folder is not None or spec.test_videos is not None:
+            folder = _folder_of(ctx.config, index, spec)
+            names = plan[str(index)] if plan is not None else _list_folder(folder)
+            yield from _folder_items(folder, index, (n for n in names if mine(_file_key(index, n))))
         elif spec.list_file is not None:
-            yield from _list_items(ctx.config.resolve_path(spec.list_file), index)
-        elif spec.dataset is not None:
-            yield from _dataset_items(ctx, spec)
+            yield from _list_items(ctx.config.resolve_path(spec.list_file), index, mine)
         else:
-            yield from _folder_items(_test_videos(ctx, index, spec), index)
+            yield from _dataset_items(ctx, spec, mine)
 
 
-def _folder_items(folder: Path, input_index: int) -> Iterator[SourceItem]:
+def write_plan(config: BuildConfig, num_shards: int) -> Path:
+    """List the folder inputs once, for ``num_shards`` tasks: each task then reads only its own file names.
+
+    Written by the launcher (`safevid.pipeline.engine`) before the tasks start, and rewritten on every launch (a
+    folder that gained files is planned again; a file's shard never changes). Also writes ``test_videos`` inputs,
+    so that concurrent tasks do not race to write them. Returns the plan folder.
+    """
+    folder = config.work_path / "plan"
+    folder.mkdir(parents=True, exist_ok=True)
+    shares: list[dict[str, list[str]]] = [{} for _ in range(num_shards)]
+    for index, spec in enumerate(config.inputs):
+        if spec.folder is None and spec.test_videos is None:
+            continue  # a list file is one file to read; a dataset is split by its data files
+        for share in shares:
+            share[str(index)] = []
+        for name in _list_folder(_folder_of(config, index, spec)):
+            shares[shard_of(_file_key(index, name), num_shards)][str(index)].append(name)
+    for shard, share in enumerate(shares):
+        path = _plan_path(config, shard, num_shards)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps({"inputs": share}), encoding="utf-8")
+        tmp.replace(path)
+    return folder
+
+
+def _plan_path(config: BuildConfig, shard: int, num_shards: int) -> Path:
+    return config.work_path / "plan" / f"shard-{shard:05d}-of-{num_shards:05d}.json"
+
+
+def _read_plan(config: BuildConfig, shard: int, num_shards: int) -> dict[str, list[str]] | None:
+    path = _plan_path(config, shard, num_shards)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))["inputs"]
+
+
+def _folder_of(config: BuildConfig, index: int, spec: InputSpec) -> Path:
+    if spec.folder is not None:
+        return config.resolve_path(spec.folder)
+    return _test_videos(config, index, spec)
+
+
+def _file_key(input_index: int, relative: str) -> str:
+    return f"file:{input_index}:{relative}"
+
+
+def _list_folder(folder: Path) -> list[str]:
+    """The relative paths (POSIX) of a folder's files, hidden ones left out, from directory entries only.
+
+    ``os.walk`` reads the file types from the directory listing: no file is opened or stat'ed, so listing costs
+    the same whichever share of the files a task keeps.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"Input folder {folder} does not exist")
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue  # hidden files and folders (editor swap files, .DS_Store) are not inputs
-        key = f"file:{input_index}:{relative.as_posix()}"
-        item = SourceItem(key=key, name=str(path), path=path, suffix=path.suffix.lower())
+    names: list[tuple[str, ...]] = []
+    for root, dirs, files in os.walk(folder):
+        # hidden files and folders (editor swap files, .DS_Store) are not inputs
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        parts = Path(root).relative_to(folder).parts
+        names += [(*parts, f) for f in files if not f.startswith(".")]
+    return ["/".join(parts) for parts in sorted(names)]
+
+
+def _folder_items(folder: Path, input_index: int, names: Iterable[str]) -> Iterator[SourceItem]:
+    for relative in names:
+        path = folder / relative
+        item = SourceItem(
+            key=_file_key(input_index, relative), name=str(path), path=path, suffix=path.suffix.lower()
+        )
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             item.problem = ("not_a_video_file", f"{path}: extension {path.suffix!r} is not a video extension")
         yield item
 
 
-def _list_items(list_file: Path, input_index: int) -> Iterator[SourceItem]:
+def _list_items(list_file: Path, input_index: int, mine: Callable[[str], bool]) -> Iterator[SourceItem]:
     if not list_file.is_file():
         raise FileNotFoundError(f"Input list file {list_file} does not exist")
     with list_file.open(encoding="utf-8", errors="replace") as f:
@@ -111,10 +184,13 @@ def _list_items(list_file: Path, input_index: int) -> Iterator[SourceItem]:
             name = f"{list_file}:{number}"
             scheme = urllib.parse.urlsplit(line).scheme.lower()
             if scheme in ("http", "https"):
-                suffix = Path(urllib.parse.urlsplit(line).path).suffix.lower() or ".mp4"
-                yield SourceItem(key=f"url:{line}", name=f"{name} ({line})", url=line, suffix=suffix)
+                if mine(f"url:{line}"):
+                    suffix = Path(urllib.parse.urlsplit(line).path).suffix.lower() or ".mp4"
+                    yield SourceItem(key=f"url:{line}", name=f"{name} ({line})", url=line, suffix=suffix)
                 continue
             item = SourceItem(key=f"list:{input_index}:{line}", name=f"{name} ({line})")
+            if not mine(item.key):
+                continue
             if "://" in line or "\t" in line or any(ord(c) < 32 for c in line):
                 item.problem = (
                     "malformed_list_line",
@@ -130,7 +206,13 @@ def _list_items(list_file: Path, input_index: int) -> Iterator[SourceItem]:
             yield item
 
 
-def _dataset_items(ctx: BuildContext, spec: InputSpec) -> Iterator[SourceItem]:
+def _dataset_items(ctx: BuildContext, spec: InputSpec, mine: Callable[[str], bool]) -> Iterator[SourceItem]:
+    """This shard's rows of a dataset input, split by its data files where it has at least one per shard.
+
+    A row's key is its data file's index and its row in that file, so each task streams only its own files
+    (file ``j`` goes to task ``j % num_shards``). With fewer files than shards every task streams them all and
+    keeps the rows whose key hashes to it (logged: reshard the dataset into more files).
+    """
     from datasets import Video, load_dataset
 
     assert spec.dataset is not None
@@ -152,21 +234,34 @@ def _dataset_items(ctx: BuildContext, spec: InputSpec) -> Iterator[SourceItem]:
         ),
         cache_dir=str(ctx.config.work_path / "media"),
     )
-    for index, row in enumerate(dataset):
-        value = row[spec.video_column] or {}
-        key = f"dataset:{spec.dataset}:{spec.dataset_config}:{spec.split}:{index}"
-        name = f"{spec.dataset} [{spec.split}] row {index}"
-        if value.get("path") and not value.get("bytes"):
-            name = f"{name} ({value['path']})"
-        suffix = Path(urllib.parse.urlsplit(value.get("path") or "x.mp4").path).suffix.lower() or ".mp4"
-        yield SourceItem(key=key, name=name, cell=value, references=references, suffix=suffix)
+    files = dataset.num_shards
+    by_file = files >= ctx.num_shards
+    if not by_file:
+        logger.warning(
+            "dataset %s has %d data file(s) for %d shards: every shard streams all of it; "
+            "reshard it into >= %d files so that each task reads only its own",
+            spec.dataset, files, ctx.num_shards, ctx.num_shards,
+        )  # fmt: skip
+    for file in range(files):
+        if by_file and file % ctx.num_shards != ctx.shard:
+            continue
+        for row_index, row in enumerate(dataset.shard(files, file, contiguous=True)):
+            key = f"dataset:{spec.dataset}:{spec.dataset_config}:{spec.split}:{file}:{row_index}"
+            if not by_file and not mine(key):
+                continue
+            value = row[spec.video_column] or {}
+            name = f"{spec.dataset} [{spec.split}] file {file} row {row_index}"
+            if value.get("path") and not value.get("bytes"):
+                name = f"{name} ({value['path']})"
+            suffix = Path(urllib.parse.urlsplit(value.get("path") or "x.mp4").path).suffix.lower() or ".mp4"
+            yield SourceItem(key=key, name=name, cell=value, references=references, suffix=suffix)
 
 
-def _test_videos(ctx: BuildContext, index: int, spec: InputSpec) -> Path:
+def _test_videos(config: BuildConfig, index: int, spec: InputSpec) -> Path:
     """Have the installed ``test_videos`` video source write ``spec.test_videos`` videos, once."""
     from safevid.plugins import VIDEO_SOURCES, load_plugin
 
-    folder = ctx.config.work_path / "test-videos" / f"input-{index}"
+    folder = config.work_path / "test-videos" / f"input-{index}"
     done = folder / ".complete"
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
@@ -307,8 +402,7 @@ def run_ingest(ctx: BuildContext, store: RecordStore, *, batch_size: int = 64) -
     decodes: Counter[bool] = Counter()
 
     def to_decode() -> Iterator[_ToDecode]:
-        items = (i for i in iter_sources(ctx) if shard_of(i.key, ctx.num_shards) == ctx.shard)
-        for item in pending(store, items, SOURCE_STAGE, lambda i: stable_hash("source", i.key)):
+        for item in pending(store, iter_sources(ctx), SOURCE_STAGE, lambda i: stable_hash("source", i.key)):
             job = _read(ctx, item)
             if isinstance(job, Record):
                 records.append(job)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,35 @@ def store_path(config: BuildConfig, shard: int, num_shards: int) -> Path:
     return config.work_path / f"shard-{shard:05d}-of-{num_shards:05d}.sqlite"
 
 
+class IncompleteBuildError(RuntimeError):
+    """Publish was asked while some shard store is missing or has failed records."""
+
+
+class ShardCountError(ValueError):
+    """The work folder holds the record stores of a build split into another number of shards."""
+
+
+def check_shard_count(config: BuildConfig, num_shards: int) -> None:
+    """Refuse a run whose shard count differs from the stores already in the work folder.
+
+    Another count assigns the sources to other shards: its stores would be a second, independent build of every
+    source, not a resume of the first.
+    """
+    counts = {
+        int(m.group(1))
+        for p in config.work_path.glob("shard-*-of-*.sqlite")
+        if (m := re.fullmatch(r"shard-\d+-of-(\d+)\.sqlite", p.name))
+    }
+    other = sorted(counts - {num_shards})
+    if other:
+        raise ShardCountError(
+            f"{config.work_path} holds the record stores of a build in {other[0]} shards "
+            f"(shard-*-of-{other[0]:05d}.sqlite), not {num_shards}: another count would build every source again "
+            f"in new stores. Rerun with --tasks {other[0]} (or --num-shards {other[0]}), or build into a fresh "
+            "--work-dir."
+        )
+
+
 def run_build(
     config: BuildConfig,
     *,
@@ -82,9 +113,10 @@ def run_build(
 
     Raises:
         ConfigChangedError: the store or the output folder was built with another configuration.
-        RuntimeError: publish was asked while some shard store is missing or incomplete.
+        IncompleteBuildError: publish was asked while some shard store is missing or incomplete.
         BuildLockedError: another run is building this shard or publishing to this output folder.
         DamagedStoreError: a record store is damaged (truncated, overwritten).
+        ShardCountError: the work folder holds the stores of another shard count.
     """
     ctx = BuildContext(config, shard, num_shards, progress)
     for name, backend in (backends or {}).items():
@@ -103,6 +135,7 @@ def run_build(
     if unknown:
         raise ValueError(f"Unknown stage(s) {unknown}; stages: {list(STAGE_NAMES)}")
     worker_stages = [s for s in WORKER_STAGES if s.name in stages]
+    check_shard_count(config, num_shards)
     path = store_path(config, shard, num_shards)
     complete = True
     manifest: dict[str, Any] = {}
@@ -182,6 +215,23 @@ def _run_worker(ctx: BuildContext, store: RecordStore, stages: list[Stage]) -> N
         )
 
 
+def failed_records(path: Path, *, examples: int = 3) -> str:
+    """What failed past its retries in a shard's store: counts per (stage, reason), a few records with their error."""
+    with RecordStore(path, readonly=True) as store:
+        rows = store.conn.execute(
+            "SELECT stage, key, reason, data FROM records WHERE status = ? ORDER BY stage, key", (ERROR,)
+        ).fetchall()
+    counts = Counter((stage, reason) for stage, _, reason, _ in rows)
+    summary = ", ".join(f"{stage} {reason} x{n}" for (stage, reason), n in sorted(counts.items()))
+    shown = [
+        f"{stage} {key[:12]}: {json.loads(data).get('error', reason)}" for stage, key, reason, data in rows
+    ]
+    return (
+        f"{len(rows)} record(s) failed past their retries ({summary}) in {path}; "
+        f"e.g. {'; '.join(shown[:examples])}"
+    )
+
+
 def _complete_stores(config: BuildConfig, num_shards: int) -> list[Path]:
     paths = [store_path(config, i, num_shards) for i in range(num_shards)]
     problems = []
@@ -192,12 +242,13 @@ def _complete_stores(config: BuildConfig, num_shards: int) -> list[Path]:
             )
             continue
         with RecordStore(p, readonly=True) as store:
-            if store.get_meta("complete") != "1":
-                problems.append(
-                    f"shard {i}: {p} is incomplete (rerun its worker: failed requests are retried)"
-                )
+            complete = store.get_meta("complete") == "1"
+            failed = store.conn.execute("SELECT 1 FROM records WHERE status = ? LIMIT 1", (ERROR,)).fetchone()
+        if not complete:
+            reason = failed_records(p, examples=1) if failed else f"{p} is incomplete"
+            problems.append(f"shard {i}: {reason} (rerun its worker: failed requests are retried)")
     if problems:
-        raise RuntimeError("Cannot publish:\n  " + "\n  ".join(problems))
+        raise IncompleteBuildError("Cannot publish:\n  " + "\n  ".join(problems))
     return paths
 
 

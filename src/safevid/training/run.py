@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_a
     Returns:
         `VideoDPOTrainer`: the trainer after training.
     """
+    check_world_size(os.environ)
     from trl import get_peft_config, get_quantization_config
 
     from safevid.training.data import load_preference_dataset
@@ -77,6 +80,31 @@ def run_dpo(script_args: ScriptArguments, training_args: VideoDPOConfig, model_a
         trainer.accelerator.print(f"[safevid] pushed to {trainer.hub_model_id}")
     trainer.end()
     return trainer
+
+
+# Set by launchers that start every rank themselves (mpirun, Intel MPI): the world size is theirs, not WORLD_SIZE.
+_MPI_WORLD = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def check_world_size(environ: Mapping[str, str]) -> None:
+    """Refuse a run that got one process where its launcher was asked for several.
+
+    ``accelerate launch --num_processes N`` (N > 1, or ``--num_machines`` > 1) without ``--multi_gpu``, DeepSpeed
+    or FSDP — as on a machine without GPUs — falls back to its simple launcher: it sets ``MASTER_ADDR`` and
+    ``MASTER_PORT`` for the N processes it was asked for, then starts just one, with no ``WORLD_SIZE``. That run
+    would train on one rank for N times the steps asked, silently.
+
+    Raises:
+        RuntimeError: naming what was set and how to launch N processes.
+    """
+    if "MASTER_ADDR" in environ and "WORLD_SIZE" not in environ and not any(k in environ for k in _MPI_WORLD):
+        raise RuntimeError(
+            f"this process was launched for a distributed run (MASTER_ADDR={environ['MASTER_ADDR']}, "
+            f"MASTER_PORT={environ.get('MASTER_PORT', '?')}) but is the only one (no WORLD_SIZE): `accelerate "
+            "launch --num_processes N` without --multi_gpu (or a DeepSpeed/FSDP/multi-GPU config) starts one "
+            "process. Launch N processes with `accelerate launch --multi_gpu` (GPUs) or `torchrun --nproc_per_node "
+            "N` (CPU too), or ask for --num_processes 1."
+        )
 
 
 def video_references(
