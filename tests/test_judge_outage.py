@@ -40,15 +40,16 @@ def _config(tmp: Path, judge: FaultInjectingServer) -> Path:
 
 
 def test_a_judge_outage_during_gates_keeps_every_pair_pending_and_the_rerun_publishes_them(tmp_path, capsys):
-    from safevid.commands.build import main
+    from safevid.cli import main
     from safevid.pipeline.store import ERROR, OK, RecordStore
 
     with FaultInjectingServer(latency_only=True, reply="1", faults=FaultConfig(error_500_rate=1.0)) as judge:
         config = _config(tmp_path, judge)
-        assert main(["--config", str(config)]) == 1
+        assert main(["build", "--config", str(config)]) == 1
         out = capsys.readouterr().out
         assert "judge_status_500" in out
-        assert "nothing was published" in out
+        assert "did not complete" in out
+        assert "Relaunch the build to retry them" in out
         assert not (tmp_path / "out" / "data").exists()
         [store_path] = (tmp_path / "out" / ".safevid-build").glob("shard-*.sqlite")
         with RecordStore(store_path, readonly=True) as store:
@@ -60,6 +61,6 @@ def test_a_judge_outage_during_gates_keeps_every_pair_pending_and_the_rerun_publ
         assert all("verdicts" not in r.data for r in gates)  # no verdict was made up for them
 
         judge.faults = FaultConfig()  # the judge is back
-        assert main(["--config", str(config)]) == 0
+        assert main(["build", "--config", str(config)]) == 0
     rows = read_rows(tmp_path / "out", "default")
     assert len(rows) == len(pairs)  # every pair judged and published (record mode drops none)

@@ -72,7 +72,7 @@ def test_six_tasks_on_two_workers_a_failed_task_is_named_and_the_relaunch_runs_o
 
 
 def test_a_task_whose_records_failed_exits_non_zero_naming_them(tmp_path, capsys):
-    from safevid.commands.build import main
+    from safevid.cli import main
     from safevid.testing.server import FaultConfig, FaultInjectingServer
 
     config = yaml.safe_load(_write_config(tmp_path, "failing").read_text())
@@ -82,7 +82,7 @@ def test_a_task_whose_records_failed_exits_non_zero_naming_them(tmp_path, capsys
         config["models"]["describer"] = endpoint
         path = tmp_path / "failing.yaml"
         path.write_text(yaml.safe_dump(config))
-        code = main(["--config", str(path), "--tasks", "2", "--workers", "1"])
+        code = main(["build", "--config", str(path), "--tasks", "2", "--workers", "1"])
     out = capsys.readouterr().out
     assert code == 1
     assert "did not complete" in out
@@ -93,7 +93,7 @@ def test_a_task_whose_records_failed_exits_non_zero_naming_them(tmp_path, capsys
     with FaultInjectingServer(latency_only=True, faults=FaultConfig(error_500_rate=1.0)) as server:
         config["models"]["describer"]["base_url"] = server.base_url
         path.write_text(yaml.safe_dump(config))
-        code = main(["--config", str(path), "--shard", "1", "--num-shards", "2"])
+        code = main(["build", "--config", str(path), "--shard", "1", "--num-shards", "2"])
     assert code == 1
     assert "shard 1 of 2: 1 record(s) failed past their retries (describe" in capsys.readouterr().out
 
@@ -101,7 +101,7 @@ def test_a_task_whose_records_failed_exits_non_zero_naming_them(tmp_path, capsys
 def test_a_server_that_does_not_come_up_stops_the_task_naming_it(tmp_path, capsys):
     import socket
 
-    from safevid.commands.build import main
+    from safevid.cli import main
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -115,7 +115,7 @@ def test_a_server_that_does_not_come_up_stops_the_task_naming_it(tmp_path, capsy
     config["engine"] = {"server_start_timeout_s": 0.5}
     path = tmp_path / "down.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["--config", str(path)]) == 1
+    assert main(["build", "--config", str(path)]) == 1
     out = capsys.readouterr().out
     assert (
         f"ServerNotUpError: the model server at http://127.0.0.1:{port}/v1 (models.describer) did not " in out

@@ -7,7 +7,7 @@ Every option of ``safevid build`` applies; see README.md in this folder for the 
 
 import sys
 
-from safevid.commands.build import main
+from safevid.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["build", *sys.argv[1:]]))

@@ -8,7 +8,7 @@ Its options are in README.md in this folder; the builder is `safevid.pipeline.be
 
 import sys
 
-from safevid.commands.build_bench import main
+from safevid.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["build-bench", *sys.argv[1:]]))

@@ -144,12 +144,3 @@ def _print_stages(manifest: dict[str, Any]) -> None:
             f"{stage:>10}: in {counts['in']:>7}  ok {counts['ok']:>7}  errors {counts['errors_total']:>5}{errors}  "
             f"dropped {dropped}"
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python hub/datasets/safevid-350k/build.py`` (same arguments as ``safevid build``)."""
-    parser = argparse.ArgumentParser(
-        prog="build.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

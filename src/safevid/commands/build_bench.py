@@ -49,12 +49,3 @@ def run(args: argparse.Namespace) -> int:
             f"Pushed to {args.push_to_hub}: {len(pushed.uploaded)} uploaded, {len(pushed.skipped)} already there"
         )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python hub/datasets/safevidbench/build.py`` (same arguments as ``safevid build-bench``)."""
-    parser = argparse.ArgumentParser(
-        prog="build.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
