@@ -227,7 +227,8 @@ class _Shrinking:
         pieces = []
         for i in range(0, len(positions), self.batch):
             frames, times = read(positions[i : i + self.batch])
-            pieces.append((self._resize(frames), times))  # before the next piece is decoded
+            pieces.append((self._resize(frames), times))  # before the next piece is decoded...
+            del frames  # ...and without this piece's full-size frames still held while it is
         return torch.cat([frames for frames, _ in pieces]), [t for _, times in pieces for t in times]
 
     def _resize(self, frames: Any) -> Any:

@@ -289,6 +289,8 @@ class PyAVDecoder:
         stream.thread_type = (
             "SLICE"  # PyAV's frame threading delays each seek (slower than SLICE, seeks or not)
         )
+        if 3 * stream.codec_context.width * stream.codec_context.height > LARGE_FRAME_BYTES:
+            stream.thread_count = 1  # as torchcodec's: each thread holds buffers of the frame's size
         self._stream, self._time_base = stream, stream.time_base
         self._keyframes: list[float] | None = None
         self._scanned_keyframes: list[float] | None = None  # the packets' own presentation times, once read
@@ -473,9 +475,20 @@ class PyAVDecoder:
         import torch
 
         turns = (self.info.rotation // 90) % 4
-        # np.rot90 turns counter-clockwise, the display matrix's direction (as torchcodec does).
-        arrays = [np.rot90(f.to_ndarray(format="rgb24"), k=turns) for f in frames]
-        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2).contiguous()
+        out: torch.Tensor | None = None
+        for i, frame in enumerate(frames):
+            # np.rot90 turns counter-clockwise, the display matrix's direction (as torchcodec does).
+            rgb = torch.from_numpy(np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=turns)))
+            if (
+                out is None
+            ):  # filled frame by frame: one RGB frame at a time beside the result, no stacked copy
+                out = torch.empty((len(frames), 3, *rgb.shape[:2]), dtype=torch.uint8)
+            out[i] = rgb.permute(2, 0, 1)
+        return (
+            out
+            if out is not None
+            else torch.empty((0, 3, self.info.height, self.info.width), dtype=torch.uint8)
+        )
 
     def close(self) -> None:
         self._container.close()
