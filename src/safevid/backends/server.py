@@ -61,6 +61,7 @@ from safevid.backends.grammar import check_grammar
 from safevid.backends.request_checks import InvalidRequest, check_fields, error_body, host_allowed, parse_body
 from safevid.backends.structured import StructuredOutputError, check_schema
 from safevid.backends.types import SamplingParams, StructuredOutput
+from safevid.video.sampling import DEFAULT_MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +70,14 @@ DEFAULT_HEADER_TIMEOUT_S = 15.0
 """Seconds a connection may take to send a request's headers (or sit idle between requests) before it is closed."""
 DEFAULT_BODY_TIMEOUT_S = 120.0
 """Seconds a request's body may take to arrive (512 MiB of data URLs at ~4.5 MB/s) before a 408."""
-# The serve-side pixel bounds. TODO(lead): one home with `VideoSampling`'s default max_pixels once it exists.
 DEFAULT_MAX_IMAGE_PIXELS = 16384 * 28 * 28
 """Most pixels an image keeps (12,845,056): Qwen2-VL/2.5-VL checkpoints' image ``max_pixels``, the largest any
 supported family's processor keeps; a larger image is down-scaled to it, as the processor would."""
-DEFAULT_MAX_FRAME_PIXELS = 768 * 28 * 28
-"""Most pixels a video frame keeps (602,112): transformers' Qwen2-VL video processor's ``longest_edge``; LLaVA's
-processors keep fewer. A frame list's JPEGs are decoded at reduced scale; a video file's frames are down-scaled
-by `sample_video` (``max_pixels``), so a request's frames never stay at 4K."""
+DEFAULT_MAX_FRAME_PIXELS = DEFAULT_MAX_PIXELS
+"""Most pixels a video frame keeps: `VideoSampling`'s default pixel budget (786,432, the largest of the supported
+families' video processors), the one bound of build, training, evaluation and serve. A frame list's JPEGs are
+decoded at reduced scale; a video file's frames are down-scaled by `sample_video` (``max_pixels``), so a
+request's frames never stay at 4K."""
 _SHUTDOWN_S = 2.0  # how long `stop` lets in-flight requests finish
 # How long the unread body of a refused request is drained so the client reads its 4xx rather than a reset
 # (aiohttp's 10 s default would let each refused 4 GB upload hold its connection that long).
