@@ -210,7 +210,7 @@ def iter_video_ids_and_queries(
     """
     from datasets import Video, load_dataset
 
-    from safevid.pipeline.ingest import file_sha256
+    from safevid.video.frame_store import content_sha256
     from safevid.video.references import VideoReferenceError, VideoReferences
 
     assert spec.dataset is not None
@@ -239,11 +239,7 @@ def iter_video_ids_and_queries(
         elif has_video and row[spec.video_column]:
             try:
                 resolved = references.resolve(row[spec.video_column], row_name=f"{spec.dataset} row {index}")
-                video_id = (
-                    hashlib.sha256(resolved).hexdigest()
-                    if isinstance(resolved, bytes)
-                    else file_sha256(resolved)
-                )
+                video_id = content_sha256(resolved)
             except VideoReferenceError as error:
                 unresolved.append(str(error))
         yield video_id, row[spec.query_column] if queries else None

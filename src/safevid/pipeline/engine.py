@@ -33,7 +33,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
 from safevid.pipeline.config import BuildConfig
-from safevid.pipeline.stages import PUBLISH, worker_stage_names
+from safevid.pipeline.stages import PUBLISH, stage, worker_stage_names
 
 __all__ = [
     "BuildTask",
@@ -175,7 +175,7 @@ class BuildTask:
         try:
             from safevid.pipeline.run import failed_records, run_build
 
-            if any(s != "ingest" for s in self.stages):
+            if any(stage(s).model for s in self.stages):  # only model stages need their servers up
                 wait_for_servers(self.config, self.config.engine.server_start_timeout_s)
             result = run_build(
                 self.config,

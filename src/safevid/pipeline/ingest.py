@@ -47,6 +47,7 @@ from safevid.pipeline.config import BuildConfig, InputSpec
 from safevid.pipeline.context import BuildContext, shard_of, stable_hash
 from safevid.pipeline.frames import frames_root
 from safevid.pipeline.store import DROPPED, OK, Record, RecordStore
+from safevid.video.frame_store import file_sha256
 from safevid.video.references import (
     DOWNLOAD_DEADLINE_S,
     MAX_DOWNLOAD_BYTES,
@@ -295,15 +296,6 @@ def _materialise(ctx: BuildContext, item: SourceItem) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks: a video's id in a SafeVid build."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 DECODE_VIDEO = "safevid.pipeline.ingest:decode_video"

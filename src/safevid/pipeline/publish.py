@@ -405,7 +405,7 @@ def push_to_hub(
 
 
 def _same_content(path: Path, blob_id: str | None, lfs_sha256: str | None) -> bool:
-    from safevid.pipeline.ingest import file_sha256
+    from safevid.video.frame_store import file_sha256
 
     if lfs_sha256 is not None:
         return file_sha256(path) == lfs_sha256
